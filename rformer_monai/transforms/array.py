@@ -1,0 +1,81 @@
+"""Array transforms for SEM micrographs: the pieces MONAI lacks (loading, data bar, mask binarisation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Crop, LoadImage, Transform
+
+from rformer_monai.transforms.databar import detect_data_bar
+from rformer_monai.transforms.io import MicrographReader
+
+DATA_BAR_ROWS_KEY = "data_bar_rows"
+# masks are binarised at half of their dtype's full scale (the paper thresholds at 0.5 after scaling)
+MASK_THRESHOLD_FRACTION = 0.5
+
+
+class LoadMicrograph(LoadImage):
+    """Load a micrograph or mask as a channel-first grey ``MetaTensor`` (1, H, W), pixel size in its meta.
+
+    Args:
+        pixel_size_nm: overrides the pixel size found in the files' metadata.
+        dtype: the output dtype.
+    """
+
+    def __init__(self, pixel_size_nm: float | None = None, dtype=np.float32) -> None:
+        super().__init__(
+            reader=MicrographReader(pixel_size_nm=pixel_size_nm), image_only=True, dtype=dtype, ensure_channel_first=True
+        )
+
+
+class CropDataBar(Crop):
+    """Crop the instrument data bar from the bottom of a channel-first 2-D micrograph.
+
+    The number of cropped rows is stored in ``meta["data_bar_rows"]``; the crop is invertible (MONAI's
+    ``Invertd`` pads the rows back with zeros), so outputs can be placed at the input's full size.
+
+    Args:
+        crop_bottom: rows to crop; ``None`` detects the bar (see :func:`detect_data_bar`), 0 crops nothing.
+    """
+
+    def __init__(self, crop_bottom: int | None = None) -> None:
+        super().__init__()
+        if crop_bottom is not None and crop_bottom < 0:
+            raise ValueError(f"crop_bottom must be None (detect) or >= 0, got {crop_bottom}.")
+        self.crop_bottom = crop_bottom
+
+    def rows_to_crop(self, img: torch.Tensor | np.ndarray) -> int:
+        """The number of bottom rows to crop from ``img`` (1, H, W): the fixed setting or the detected bar."""
+        if self.crop_bottom is not None:
+            return self.crop_bottom
+        array = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+        return detect_data_bar(array[0])
+
+    def __call__(self, img: torch.Tensor, rows: int | None = None) -> torch.Tensor:  # type: ignore[override]
+        """Crop ``rows`` bottom rows (default: :meth:`rows_to_crop`) from ``img`` (1, H, W)."""
+        rows = self.rows_to_crop(img) if rows is None else rows
+        height = img.shape[1]
+        if rows >= height:
+            raise ValueError(f"cannot crop {rows} data-bar rows from an image of height {height}.")
+        cropped = super().__call__(img, slices=(slice(0, height - rows),))
+        if isinstance(cropped, MetaTensor):
+            cropped.meta[DATA_BAR_ROWS_KEY] = rows
+        return cropped
+
+
+class BinarizeMask(Transform):
+    """Binarise a mask to one channel of 0/1: foreground where the value is above half of its dtype's range.
+
+    The full-scale value comes from ``meta["source_max"]`` (255 for 8-bit, 65535 for 16-bit, 1 for float).
+    """
+
+    def __call__(self, mask: torch.Tensor) -> torch.Tensor:
+        """Return a float 0/1 tensor of the same shape as ``mask`` (1, H, W)."""
+        source_max = 1.0
+        if isinstance(mask, MetaTensor):
+            source_max = float(mask.meta.get("source_max", source_max))
+        binary = (mask > MASK_THRESHOLD_FRACTION * source_max).to(torch.float32)
+        if isinstance(mask, MetaTensor) and not isinstance(binary, MetaTensor):
+            binary = MetaTensor(binary, meta=mask.meta, applied_operations=mask.applied_operations)
+        return binary

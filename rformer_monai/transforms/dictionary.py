@@ -1,0 +1,117 @@
+"""Dictionary versions of the SEM transforms (MONAI style: ``keys`` plus one array transform each)."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import InvertibleTransform, LoadImaged, MapTransform
+
+from rformer_monai.transforms.array import BinarizeMask, CropDataBar
+from rformer_monai.transforms.io import MicrographReader
+
+
+class LoadMicrographd(LoadImaged):
+    """Load micrographs and masks under ``keys`` as channel-first grey ``MetaTensor`` (1, H, W).
+
+    Args:
+        keys: keys of the file paths to load.
+        pixel_size_nm: overrides the pixel size found in the files' metadata.
+        allow_missing_keys: don't raise when a key is absent.
+    """
+
+    def __init__(
+        self, keys: KeysCollection, pixel_size_nm: float | None = None, dtype=np.float32, allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(
+            keys,
+            reader=MicrographReader(pixel_size_nm=pixel_size_nm),
+            image_only=True,
+            dtype=dtype,
+            ensure_channel_first=True,
+            allow_missing_keys=allow_missing_keys,
+        )
+
+
+class CropDataBard(MapTransform, InvertibleTransform):
+    """Crop the data bar detected on ``source_key`` from every key (image and mask are cropped together).
+
+    Args:
+        keys: keys to crop.
+        source_key: key of the micrograph the bar is detected on.
+        crop_bottom: rows to crop; ``None`` detects the bar, 0 crops nothing.
+        allow_missing_keys: don't raise when a key is absent.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        source_key: str = "image",
+        crop_bottom: int | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.source_key = source_key
+        self.cropper = CropDataBar(crop_bottom=crop_bottom)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        rows = self.cropper.rows_to_crop(d[self.source_key])
+        for key in self.key_iterator(d):
+            d[key] = self.cropper(d[key], rows=rows)
+        return d
+
+    def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.cropper.inverse(d[key])
+        return d
+
+
+class BinarizeMaskd(MapTransform):
+    """Binarise the masks under ``keys`` to 0/1 (see :class:`BinarizeMask`)."""
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.binarize = BinarizeMask()
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.binarize(d[key])
+        return d
+
+
+def _file_name(value: torch.Tensor, fallback: Hashable) -> str:
+    if isinstance(value, MetaTensor) and "filename_or_obj" in value.meta:
+        return str(value.meta["filename_or_obj"])
+    return str(fallback)
+
+
+class CheckSameShaped(MapTransform):
+    """Check that every key has the spatial shape of ``reference_key``; the error names both files and shapes.
+
+    Args:
+        keys: keys to check (masks).
+        reference_key: key of the micrograph they must match.
+    """
+
+    def __init__(self, keys: KeysCollection, reference_key: str = "image", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.reference_key = reference_key
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        reference = d[self.reference_key]
+        for key in self.key_iterator(d):
+            if tuple(d[key].shape[1:]) != tuple(reference.shape[1:]):
+                raise ValueError(
+                    f"{_file_name(d[key], key)} has shape {tuple(d[key].shape[1:])} but its image "
+                    f"{_file_name(reference, self.reference_key)} has shape {tuple(reference.shape[1:])}: "
+                    "a mask must have its image's height and width."
+                )
+        return d
+

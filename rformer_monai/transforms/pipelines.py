@@ -1,0 +1,131 @@
+"""The SEM transform pipelines shared by training, evaluation, inference and cross-validation.
+
+The bundle's configs build these with ``_target_`` and named arguments, so that every caller gets the
+same preprocessing and an override addresses a setting by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from monai.transforms import (
+    Compose,
+    EnsureTyped,
+    MapTransform,
+    NormalizeIntensityd,
+    RandCropByPosNegLabeld,
+    RandFlipd,
+    RandRotate90d,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    RandZoomd,
+    ScaleIntensityd,
+    SpatialPadd,
+)
+
+from rformer_monai.transforms.dictionary import BinarizeMaskd, CheckSameShaped, CropDataBard, LoadMicrographd
+
+IMAGE_KEY = "image"
+LABEL_KEY = "label"
+INTENSITY_MODES = ("zscore", "unit")
+
+# the paper's training crops and augmentations
+ROI_SIZE = (256, 256)
+FLIP_PROB = 0.5
+ROTATE90_PROB = 0.5
+BRIGHTNESS_PROB = 0.5
+BRIGHTNESS_OFFSET = 0.1  # in units of the normalised intensity
+CONTRAST_PROB = 0.5
+CONTRAST_FACTOR = 0.2  # intensities scaled by 1 +/- this
+ZOOM_PROB = 0.5
+ZOOM_RANGE = (0.9, 1.1)
+# crops centred on particles vs on background; particles are only about 10 % of the pixels
+FOREGROUND_CROP_FRACTION = 0.5
+
+
+def intensity_transform(mode: str, keys: Sequence[str] = (IMAGE_KEY,)) -> MapTransform:
+    """The intensity normalisation: ``"zscore"`` (the paper's, per image) or ``"unit"`` (min-max to [0, 1])."""
+    if mode == "zscore":
+        return NormalizeIntensityd(keys=keys)
+    if mode == "unit":
+        return ScaleIntensityd(keys=keys, minv=0.0, maxv=1.0)
+    raise ValueError(f"intensity must be one of {INTENSITY_MODES}, got {mode!r}.")
+
+
+def load_transforms(
+    with_label: bool = True, intensity: str = "zscore", crop_bottom: int | None = None, pixel_size_nm: float | None = None
+) -> list[MapTransform]:
+    """Deterministic loading: read, check mask geometry, crop the data bar, binarise the mask, normalise."""
+    keys = [IMAGE_KEY, LABEL_KEY] if with_label else [IMAGE_KEY]
+    transforms: list[MapTransform] = [LoadMicrographd(keys=keys, pixel_size_nm=pixel_size_nm)]
+    if with_label:
+        transforms.append(CheckSameShaped(keys=LABEL_KEY, reference_key=IMAGE_KEY))
+    transforms.append(CropDataBard(keys=keys, source_key=IMAGE_KEY, crop_bottom=crop_bottom))
+    if with_label:
+        transforms.append(BinarizeMaskd(keys=LABEL_KEY))
+    transforms.append(intensity_transform(intensity))
+    return transforms
+
+
+def train_transforms(
+    roi_size: Sequence[int] = ROI_SIZE,
+    num_samples: int = 4,
+    intensity: str = "zscore",
+    crop_bottom: int | None = None,
+    foreground_fraction: float = FOREGROUND_CROP_FRACTION,
+) -> Compose:
+    """The paper's training pipeline: crops sampling particles and background, flips, 90-degree rotations,
+    brightness, contrast and zoom.
+
+    Args:
+        roi_size: crop size (H, W).
+        num_samples: crops drawn from each image per epoch.
+        intensity: ``"zscore"`` or ``"unit"``.
+        crop_bottom: data-bar rows to crop; ``None`` detects the bar.
+        foreground_fraction: fraction of crops centred on a particle pixel.
+    """
+    if not 0.0 <= foreground_fraction <= 1.0:
+        raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}.")
+    keys = [IMAGE_KEY, LABEL_KEY]
+    return Compose(
+        load_transforms(with_label=True, intensity=intensity, crop_bottom=crop_bottom)
+        + [
+            SpatialPadd(keys=keys, spatial_size=roi_size),
+            RandCropByPosNegLabeld(
+                keys=keys,
+                label_key=LABEL_KEY,
+                spatial_size=roi_size,
+                pos=foreground_fraction,
+                neg=1.0 - foreground_fraction,
+                num_samples=num_samples,
+            ),
+            RandFlipd(keys=keys, prob=FLIP_PROB, spatial_axis=0),
+            RandFlipd(keys=keys, prob=FLIP_PROB, spatial_axis=1),
+            RandRotate90d(keys=keys, prob=ROTATE90_PROB, max_k=3),
+            RandZoomd(
+                keys=keys,
+                prob=ZOOM_PROB,
+                min_zoom=ZOOM_RANGE[0],
+                max_zoom=ZOOM_RANGE[1],
+                mode=("bilinear", "nearest"),
+                keep_size=True,
+            ),
+            RandShiftIntensityd(keys=IMAGE_KEY, offsets=BRIGHTNESS_OFFSET, prob=BRIGHTNESS_PROB),
+            RandScaleIntensityd(keys=IMAGE_KEY, factors=CONTRAST_FACTOR, prob=CONTRAST_PROB),
+            EnsureTyped(keys=keys, track_meta=False),
+        ]
+    )
+
+
+def validation_transforms(intensity: str = "zscore", crop_bottom: int | None = None) -> Compose:
+    """Whole images and masks, data bar cropped, for sliding-window validation and evaluation."""
+    return Compose(load_transforms(with_label=True, intensity=intensity, crop_bottom=crop_bottom))
+
+
+def inference_transforms(
+    intensity: str = "zscore", crop_bottom: int | None = None, pixel_size_nm: float | None = None
+) -> Compose:
+    """Whole images without masks, data bar cropped (invertible: outputs are padded back to full size)."""
+    return Compose(
+        load_transforms(with_label=False, intensity=intensity, crop_bottom=crop_bottom, pixel_size_nm=pixel_size_nm)
+    )
