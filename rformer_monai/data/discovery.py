@@ -1,0 +1,103 @@
+"""Finding image/mask pairs in a dataset folder: the published BAM layout or a plain images/ + masks/ folder."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from rformer_monai.transforms.io import MICROGRAPH_SUFFIXES
+
+logger = logging.getLogger(__name__)
+
+# the BAM TiO2 dataset (doi:10.5281/zenodo.4563942) as published
+BAM_IMAGE_DIR = Path("Datasets", "Electron Microscopy Images", "SEM")
+BAM_MASK_DIR = Path("Datasets", "Electron Microscopy Image Masks", "TiO2_Masks_Manual_4connected")
+PLAIN_IMAGE_DIR = Path("images")
+PLAIN_MASK_DIR = Path("masks")
+MASK_SUFFIXES = ("_m", "_mask", "_seg")
+
+
+class DatasetLayoutError(ValueError):
+    """A dataset folder does not hold what its layout requires; the message names the folder or files."""
+
+
+def find_micrographs(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """All micrograph files (TIFF, PNG, JPEG, BMP) under ``folder``, sorted by path."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetLayoutError(f"{folder}: no such folder")
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in MICROGRAPH_SUFFIXES)
+
+
+def _mask_stem(mask: Path) -> str:
+    stem = mask.stem
+    for suffix in MASK_SUFFIXES:
+        if stem.endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def dataset_layout(dataset_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """The image and mask folders of ``dataset_dir``: the BAM layout if present, else ``images/`` + ``masks/``."""
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise DatasetLayoutError(f"{root}: no such folder")
+    for image_dir, mask_dir in ((BAM_IMAGE_DIR, BAM_MASK_DIR), (PLAIN_IMAGE_DIR, PLAIN_MASK_DIR)):
+        if (root / image_dir).is_dir():
+            return root / image_dir, root / mask_dir
+    raise DatasetLayoutError(
+        f"{root}: found neither '{PLAIN_IMAGE_DIR}/' (with '{PLAIN_MASK_DIR}/' beside it) nor the BAM layout "
+        f"'{BAM_IMAGE_DIR}/'"
+    )
+
+
+def discover_pairs(dataset_dir: str | os.PathLike, require_masks: bool = True) -> list[dict[str, str]]:
+    """Image/mask pairs of a dataset folder as a MONAI datalist, sorted by image name.
+
+    Masks match images by stem, with an optional ``_m``, ``_mask`` or ``_seg`` suffix.
+
+    Args:
+        dataset_dir: a folder in the BAM layout or with ``images/`` and ``masks/``.
+        require_masks: raise when an image has no mask (training); otherwise such images are
+            listed without a ``"label"`` (inference).
+
+    Returns:
+        ``[{"image": path, "label": path}, ...]`` (``"label"`` absent for unlabelled images).
+
+    Raises:
+        DatasetLayoutError: no images, a missing mask folder, masks without an image, or (with
+            ``require_masks``) images without a mask.
+    """
+    image_dir, mask_dir = dataset_layout(dataset_dir)
+    images = find_micrographs(image_dir)
+    if not images:
+        raise DatasetLayoutError(f"{image_dir}: no images found (expected {', '.join(MICROGRAPH_SUFFIXES)})")
+    if not mask_dir.is_dir():
+        if require_masks:
+            raise DatasetLayoutError(f"{mask_dir}: mask folder missing (needed for training and evaluation)")
+        return [{"image": str(p)} for p in images]
+    masks: dict[str, Path] = {}
+    for mask in find_micrographs(mask_dir):
+        stem = _mask_stem(mask)
+        if stem in masks:
+            raise DatasetLayoutError(f"{mask} and {masks[stem]}: two masks for the image '{stem}'")
+        masks[stem] = mask
+    image_stems = {p.stem for p in images}
+    orphans = sorted(str(masks[s]) for s in masks.keys() - image_stems)
+    if orphans:
+        raise DatasetLayoutError(f"masks without an image in {image_dir}: {', '.join(orphans)}")
+    pairs: list[dict[str, str]] = []
+    unlabelled: list[str] = []
+    for image in images:
+        if image.stem in masks:
+            pairs.append({"image": str(image), "label": str(masks[image.stem])})
+        else:
+            unlabelled.append(str(image))
+            pairs.append({"image": str(image)})
+    if unlabelled and require_masks:
+        raise DatasetLayoutError(f"images without a mask in {mask_dir}: {', '.join(unlabelled)}")
+    if unlabelled:
+        logger.info("%d images without a mask, listed for inference only", len(unlabelled))
+    return pairs
