@@ -1,0 +1,22 @@
+"""Workflow pieces the bundle wires together: weight loading, resuming, epoch logging, output writing."""
+
+from rformer_monai.engines.checkpoints import (
+    CheckpointError,
+    ResumeFromCheckpoint,
+    TrainingCheckpointSaver,
+    load_weights,
+    read_checkpoint,
+)
+from rformer_monai.engines.handlers import EpochSummaryHandler
+from rformer_monai.engines.writers import SaveMaskd, write_tiff_atomic
+
+__all__ = [
+    "CheckpointError",
+    "EpochSummaryHandler",
+    "ResumeFromCheckpoint",
+    "SaveMaskd",
+    "TrainingCheckpointSaver",
+    "load_weights",
+    "read_checkpoint",
+    "write_tiff_atomic",
+]
