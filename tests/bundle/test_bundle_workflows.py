@@ -1,0 +1,194 @@
+"""The bundle's real workflows (train, evaluate, infer) run through monai.bundle on tiny data in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from monai.bundle import ConfigWorkflow
+
+from rformer_monai.data.synthetic import render_micrograph
+
+BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "residualformer_sem"
+CONFIGS = BUNDLE / "configs"
+TINY_NETWORK = {
+    "network_def#channels": [4, 8, 16, 32],
+    "network_def#decoder_channels": 8,
+    "network_def#fusion_stride": 4,
+}
+TINY_RUN = {"roi_size": [64, 64], "num_workers": 0, "device": "cpu", "sw_batch_size": 2}
+
+
+def _workflow(config_files: list[Path], workflow_type: str, **override) -> ConfigWorkflow:
+    workflow = ConfigWorkflow(
+        config_file=[str(f) for f in config_files],
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=None,
+        workflow_type=workflow_type,
+        **override,
+    )
+    workflow.initialize()
+    return workflow
+
+
+def _write_dataset(root: Path, count: int, size: tuple[int, int], seed: int = 0) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for index in range(count):
+        image, mask = render_micrograph(size, rng=seed + index, mean_diameter_px=12.0)
+        tifffile.imwrite(root / "images" / f"tiny_{index}.tif", image)
+        tifffile.imwrite(root / "masks" / f"tiny_{index}_mask.tif", mask)
+    return root
+
+
+@pytest.mark.slow
+def test_training_writes_best_model_and_resumable_checkpoint(tmp_path):
+    dataset = _write_dataset(tmp_path / "data", count=4, size=(96, 96))
+    override = {**TINY_NETWORK, **TINY_RUN, "bundle_root": str(tmp_path / "bundle"), "dataset_dir": str(dataset)}
+    workflow = _workflow([CONFIGS / "train.json"], "train", max_epochs=2, num_folds=2, crops_per_image=2, **override)
+    workflow.run()
+    workflow.finalize()
+    best = tmp_path / "bundle" / "models" / "model.pt"
+    assert best.is_file()
+    state = torch.load(best, weights_only=True)
+    assert "encoder.stem.0.weight" in state or any(key.startswith("encoder.") for key in state)
+    final = tmp_path / "bundle" / "runs" / "checkpoints" / "checkpoint_final.pt"
+    checkpoint = torch.load(final, weights_only=True)
+    assert set(checkpoint) == {"model", "optimizer", "trainer"}
+    assert checkpoint["trainer"]["iteration"] == 2 * checkpoint["trainer"]["epoch_length"]
+
+    # resuming is one override: the trainer continues from the saved epoch
+    resumed = _workflow(
+        [CONFIGS / "train.json"], "train", max_epochs=3, num_folds=2, crops_per_image=2, resume_from=str(final), **override
+    )
+    resumed.run()
+    trainer = resumed.parser.get_parsed_content("train#trainer")
+    assert trainer.state.epoch == 3
+    assert trainer.state.iteration == 3 * len(resumed.parser.get_parsed_content("train#dataloader"))
+    resumed.finalize()
+
+
+def _threshold_network_weights(path: Path, gain: float = 100.0, cut: float = 0.5) -> None:
+    """A 1x1 convolution whose logits are gain * (x - cut): on [0, 1]-scaled images it predicts x > cut."""
+    conv = torch.nn.Conv2d(1, 1, kernel_size=1)
+    with torch.no_grad():
+        conv.weight.fill_(gain)
+        conv.bias.fill_(-gain * cut)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(conv.state_dict(), path)
+
+
+def test_evaluation_metrics_match_a_hand_computed_case(tmp_path):
+    # image: bright where the network will say "particle"; mask: the truth. Both known pixel by pixel.
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    image = np.zeros((64, 64), np.uint8)
+    image[:, :32] = 200  # predicted particle: left half (2048 px)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:32, :48] = 255  # true particle: 32 x 48 = 1536 px, of which 32 x 32 = 1024 in the left half
+    tifffile.imwrite(root / "images" / "case.tif", image)
+    tifffile.imwrite(root / "masks" / "case_m.tif", mask)
+    weights = tmp_path / "bundle" / "models" / "model.pt"
+    _threshold_network_weights(weights)
+
+    workflow = _workflow(
+        [CONFIGS / "train.json", CONFIGS / "evaluate.json"],
+        "eval",
+        bundle_root=str(tmp_path / "bundle"),
+        dataset_dir=str(root),
+        network_def={"_target_": "torch.nn.Conv2d", "in_channels": 1, "out_channels": 1, "kernel_size": 1},
+        intensity="unit",
+        crop_bottom=0,
+        **TINY_RUN,
+    )
+    workflow.run()
+    workflow.finalize()
+    metrics = json.loads((tmp_path / "bundle" / "eval" / "metrics.json").read_text())
+    tp, fp, fn = 1024, 2048 - 1024, 1536 - 1024
+    tn = 64 * 64 - tp - fp - fn
+    case = metrics["per_image"][0]
+    assert case["name"] == "case"
+    assert (case["tp"], case["fp"], case["fn"], case["tn"]) == (tp, fp, fn, tn)
+    assert case["dice"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert case["iou"] == pytest.approx(tp / (tp + fp + fn))
+    assert case["precision"] == pytest.approx(tp / (tp + fp))
+    assert case["recall"] == pytest.approx(tp / (tp + fn))
+    assert case["accuracy"] == pytest.approx((tp + tn) / (64 * 64))
+    assert metrics["confusion_matrix"] == [[tn, fp], [fn, tp]]
+    assert (tmp_path / "bundle" / "eval" / "metrics.csv").is_file()
+
+
+def test_inference_writes_full_size_masks_for_any_size(tmp_path):
+    inputs = tmp_path / "in"
+    (inputs / "nested").mkdir(parents=True)
+    sizes = {"small": (40, 50), "odd": (100, 130)}
+    for name, size in sizes.items():
+        image, _ = render_micrograph(size, rng=1, mean_diameter_px=10.0)
+        tifffile.imwrite(inputs / "nested" / f"{name}.tif", image)
+    weights = tmp_path / "bundle" / "models" / "model.pt"
+    network = ConfigWorkflow(
+        config_file=str(CONFIGS / "train.json"), workflow_type="train", logging_file=None, **TINY_NETWORK
+    )
+    network.initialize()
+    weights.parent.mkdir(parents=True)
+    torch.save(network.parser.get_parsed_content("network_def").state_dict(), weights)
+
+    workflow = _workflow(
+        [CONFIGS / "inference.json"],
+        "infer",
+        bundle_root=str(tmp_path / "bundle"),
+        dataset_dir=str(inputs),
+        output_dir=str(tmp_path / "out"),
+        **TINY_NETWORK,
+        **TINY_RUN,
+    )
+    workflow.run()
+    workflow.finalize()
+    for name, size in sizes.items():
+        mask = tifffile.imread(tmp_path / "out" / f"{name}_mask.tif")
+        assert mask.shape == size
+        assert mask.dtype == np.uint8
+        assert set(np.unique(mask)) <= {0, 255}
+
+
+def test_inference_without_weights_is_a_clear_error(tmp_path):
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "a.tif", np.zeros((32, 32), np.uint8))
+    workflow = ConfigWorkflow(
+        config_file=str(CONFIGS / "inference.json"),
+        logging_file=None,
+        workflow_type="infer",
+        bundle_root=str(tmp_path / "bundle"),
+        dataset_dir=str(tmp_path / "in"),
+        **TINY_RUN,
+    )
+    workflow.initialize()
+    with pytest.raises(RuntimeError) as error:
+        workflow.run()
+    assert "checkpoint not found" in str(error.value.__cause__)
+
+
+def test_configs_share_one_network_definition():
+    train = json.loads((CONFIGS / "train.json").read_text())
+    inference = json.loads((CONFIGS / "inference.json").read_text())
+    assert train["network_def"] == inference["network_def"]
+    for key in ("roi_size", "intensity", "sw_overlap", "sw_mode"):
+        assert train[key] == inference[key]
+
+
+@pytest.mark.slow
+def test_verify_net_in_out_passes_on_network_def():
+    from monai.bundle import verify_net_in_out
+
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(CONFIGS / "metadata.json"),
+        config_file=str(CONFIGS / "train.json"),
+        device="cpu",
+        n=1,
+    )
