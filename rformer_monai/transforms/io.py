@@ -33,7 +33,8 @@ PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 MICROGRAPH_SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES
 
 ZEISS_PIXEL_SIZE_KEY = "ap_image_pixel_size"
-NM_PER_UNIT = {"pm": 1e-3, "nm": 1.0, "µm": 1e3, "um": 1e3, "micron": 1e3, "mm": 1e6, "m": 1e9}
+# "microns": ImageJ writes the plural unit name (Calibration.getUnits) into its TIFF description
+NM_PER_UNIT = {"pm": 1e-3, "nm": 1.0, "µm": 1e3, "um": 1e3, "micron": 1e3, "microns": 1e3, "mm": 1e6, "m": 1e9}
 NM_PER_METRE = 1e9
 NM_PER_CENTIMETRE = 1e7
 # ITU-R BT.601 luma weights, the usual RGB -> grey conversion
@@ -165,6 +166,8 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
                 )
             page = tif.pages.first
             array = page.asarray()
+            if page.photometric == tifffile.PHOTOMETRIC.RGB and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
+                array = np.moveaxis(array, 0, -1)  # RGB stored as separate planes: (3, H, W) -> (H, W, 3)
             meta: dict[str, Any] = {"colour_conversion": "none"}
             if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
                 array = page.colormap.T[array]  # (H, W, 3) uint16 palette colours
@@ -241,7 +244,7 @@ def read_micrograph(path: str | os.PathLike, pixel_size_nm: float | None = None)
     if array.ndim != 2 or min(array.shape) == 0:
         raise MicrographReadError(path, f"holds an array of shape {tuple(array.shape)}: expected one 2-D image")
     if pixel_size_nm is not None:
-        if not pixel_size_nm > 0:
+        if not (math.isfinite(pixel_size_nm) and pixel_size_nm > 0):
             raise ValueError(f"pixel_size_nm must be positive, got {pixel_size_nm}.")
         meta["pixel_size_nm"], meta["pixel_size_source"] = float(pixel_size_nm), "argument"
     meta.setdefault("pixel_size_nm", UNKNOWN_PIXEL_SIZE)
@@ -260,7 +263,7 @@ class MicrographReader(ImageReader):
 
     def __init__(self, pixel_size_nm: float | None = None) -> None:
         super().__init__()
-        if pixel_size_nm is not None and not pixel_size_nm > 0:
+        if pixel_size_nm is not None and not (math.isfinite(pixel_size_nm) and pixel_size_nm > 0):
             raise ValueError(f"pixel_size_nm must be positive, got {pixel_size_nm}.")
         self.pixel_size_nm = pixel_size_nm
 
