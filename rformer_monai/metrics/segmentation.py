@@ -42,6 +42,7 @@ __all__ = [
     "SegmentationReport",
     "binary_confusion",
     "classification_report_from_confusion",
+    "plot_confusion_matrix",
     "roc_auc",
     "scores_from_confusion",
 ]
@@ -537,48 +538,55 @@ class SegmentationReport:
         return {"json": json_path, "csv": csv_path}
 
     def plot_confusion_matrix(self, path: str | Path, title: str = "Pixel confusion matrix") -> Path:
-        """Save the summed confusion matrix as a PNG with counts and row-normalised percentages.
-
-        Args:
-            path: output PNG file (parent folders are created).
-            title: figure title.
-
-        Returns:
-            The written path.
+        """Save the summed confusion matrix as a PNG (see :func:`plot_confusion_matrix`).
 
         Raises:
             ValueError: if no image was added.
         """
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
         self._require_images()
-        matrix = np.array(self.confusion_matrix(), dtype=np.int64)
-        row_totals = matrix.sum(axis=1, keepdims=True)
-        row_fraction = np.divide(matrix, row_totals, out=np.zeros(matrix.shape), where=row_totals > 0)
+        return plot_confusion_matrix(path, self._counts, title)
 
-        figure = Figure(figsize=CONFUSION_FIGURE_SIZE_INCHES, layout="constrained")
-        FigureCanvasAgg(figure)
-        axes = figure.add_subplot()
-        image = axes.imshow(row_fraction, cmap="Blues", vmin=0.0, vmax=1.0)
-        figure.colorbar(image, ax=axes, label="fraction of true class")
-        for row, column in np.ndindex(matrix.shape):
-            colour = "white" if row_fraction[row, column] > TEXT_CONTRAST_FRACTION else "black"
-            axes.text(
-                column,
-                row,
-                f"{matrix[row, column]:,}\n{PERCENT * row_fraction[row, column]:.1f}%",
-                ha="center",
-                va="center",
-                color=colour,
-            )
-        ticks = range(len(CLASS_NAMES))
-        axes.set_xticks(ticks, labels=list(CLASS_NAMES))
-        axes.set_yticks(ticks, labels=list(CLASS_NAMES))
-        axes.set_xlabel("predicted")
-        axes.set_ylabel("true")
-        axes.set_title(title)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, format="png")
-        return path
+
+def plot_confusion_matrix(path: str | Path, counts: ConfusionCounts, title: str = "Pixel confusion matrix") -> Path:
+    """Save a confusion matrix as a PNG with counts and row-normalised percentages.
+
+    Args:
+        path: output PNG file (parent folders are created).
+        counts: the pixel counts.
+        title: figure title.
+
+    Returns:
+        The written path.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    matrix = np.array(counts.matrix(), dtype=np.int64)
+    row_totals = matrix.sum(axis=1, keepdims=True)
+    row_fraction = np.divide(matrix, row_totals, out=np.zeros(matrix.shape), where=row_totals > 0)
+
+    figure = Figure(figsize=CONFUSION_FIGURE_SIZE_INCHES, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(row_fraction, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=axes, label="fraction of true class")
+    for row, column in np.ndindex(matrix.shape):
+        colour = "white" if row_fraction[row, column] > TEXT_CONTRAST_FRACTION else "black"
+        axes.text(
+            column,
+            row,
+            f"{matrix[row, column]:,}\n{PERCENT * row_fraction[row, column]:.1f}%",
+            ha="center",
+            va="center",
+            color=colour,
+        )
+    ticks = range(len(CLASS_NAMES))
+    axes.set_xticks(ticks, labels=list(CLASS_NAMES))
+    axes.set_yticks(ticks, labels=list(CLASS_NAMES))
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
