@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from monai.transforms import (
     Compose,
     EnsureTyped,
+    Identityd,
     MapTransform,
     NormalizeIntensityd,
     RandCropByPosNegLabeld,
@@ -27,7 +28,7 @@ from rformer_monai.transforms.dictionary import BinarizeMaskd, CheckSameShaped, 
 
 IMAGE_KEY = "image"
 LABEL_KEY = "label"
-INTENSITY_MODES = ("zscore", "unit")
+INTENSITY_MODES = ("zscore", "unit", "none")
 
 # the paper's training crops and augmentations
 ROI_SIZE = (256, 256)
@@ -44,7 +45,10 @@ FOREGROUND_CROP_FRACTION = 0.5
 
 
 def intensity_transform(mode: str, keys: Sequence[str] = (IMAGE_KEY,)) -> MapTransform:
-    """The intensity normalisation: ``"zscore"`` (the paper's, per image) or ``"unit"`` (min-max to [0, 1])."""
+    """The intensity normalisation: ``"zscore"`` (the paper's, per image), ``"unit"`` (min-max to [0, 1]) or
+    ``"none"`` (stored grey values, for classical thresholds)."""
+    if mode == "none":
+        return Identityd(keys=keys)
     if mode == "zscore":
         return NormalizeIntensityd(keys=keys)
     if mode == "unit":
