@@ -1,34 +1,63 @@
-"""Ignite handlers for the bundle's training: a clear log line per epoch."""
+"""Ignite handlers for the bundle's workflows: a clear log line per epoch (with a CSV history for learning
+curves) and overlay pictures of predictions against ground truth."""
 
 from __future__ import annotations
 
+import csv
 import logging
+import os
 import time
+from pathlib import Path
 
+import numpy as np
+import torch
 from ignite.engine import Engine, Events
+from monai.data import MetaTensor
 
 logger = logging.getLogger("rformer_monai.training")
 
+HISTORY_COLUMNS = ("epoch", "train_loss", "val_metric", "seconds")
+# overlay colours (RGB in [0, 1]) and their opacity over the grey micrograph
+TRUE_POSITIVE_RGB = (0.1, 0.8, 0.1)
+FALSE_POSITIVE_RGB = (0.9, 0.1, 0.1)
+FALSE_NEGATIVE_RGB = (0.1, 0.3, 1.0)
+OVERLAY_ALPHA = 0.45
+OVERLAY_DPI = 100
+
 
 class EpochSummaryHandler:
-    """Log one line per epoch: epoch, mean training loss, latest and best validation metric, time.
+    """Log one line per epoch (epoch, mean training loss, latest and best validation metric, time) and,
+    with ``history_path``, append the same numbers to a CSV for learning curves.
 
     Args:
         evaluator: the validation evaluator whose key metric is reported (optional).
         loss_key: key of the loss in the trainer's per-iteration output.
+        history_path: CSV file of the per-epoch history (optional; rewritten when training starts
+            at epoch 0, appended to when resuming).
     """
 
-    def __init__(self, evaluator: Engine | None = None, loss_key: str = "loss") -> None:
+    def __init__(
+        self, evaluator: Engine | None = None, loss_key: str = "loss", history_path: str | os.PathLike | None = None
+    ) -> None:
         self.evaluator = evaluator
         self.loss_key = loss_key
+        self.history_path = Path(history_path) if history_path else None
         self._losses: list[float] = []
         self._epoch_start = 0.0
 
     def attach(self, engine: Engine) -> None:
         """Attach to the trainer."""
+        engine.add_event_handler(Events.STARTED, self._open_history)
         engine.add_event_handler(Events.EPOCH_STARTED, self._start)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._log)
+
+    def _open_history(self, engine: Engine) -> None:
+        if self.history_path is None or (engine.state.epoch > 0 and self.history_path.exists()):
+            return
+        self.history_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.history_path.open("w", newline="") as handle:
+            csv.writer(handle).writerow(HISTORY_COLUMNS)
 
     def _start(self, engine: Engine) -> None:
         self._losses = []
@@ -42,13 +71,91 @@ class EpochSummaryHandler:
 
     def _log(self, engine: Engine) -> None:
         mean_loss = sum(self._losses) / max(len(self._losses), 1)
+        seconds = time.perf_counter() - self._epoch_start
         parts = [f"epoch {engine.state.epoch}/{engine.state.max_epochs}", f"train loss {mean_loss:.4f}"]
+        latest = None
         state = getattr(self.evaluator, "state", None)
-        if state is not None and getattr(state, "key_metric_name", None) and state.epoch > 0:
+        if state is not None and getattr(state, "key_metric_name", None) and state.epoch == engine.state.epoch:
             name = state.key_metric_name
             latest = state.metrics.get(name)
             if latest is not None:
                 parts.append(f"{name} {latest:.4f}")
             parts.append(f"best {state.best_metric:.4f} (epoch {state.best_metric_epoch})")
-        parts.append(f"{time.perf_counter() - self._epoch_start:.1f} s")
+        parts.append(f"{seconds:.1f} s")
         logger.info(" | ".join(parts))
+        if self.history_path is not None:
+            with self.history_path.open("a", newline="") as handle:
+                csv.writer(handle).writerow(
+                    [engine.state.epoch, f"{mean_loss:.6f}", "" if latest is None else f"{latest:.6f}", f"{seconds:.2f}"]
+                )
+
+
+def _plane(value: torch.Tensor | np.ndarray) -> np.ndarray:
+    array = value.detach().cpu().float().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    return array[0]
+
+
+def save_prediction_overlay(
+    path: str | os.PathLike, image: np.ndarray, prediction: np.ndarray, truth: np.ndarray | None = None
+) -> Path:
+    """Save a PNG of a grey micrograph with its predicted mask coloured against the truth:
+    green = particle found, red = false particle, blue = missed particle (prediction alone: green)."""
+    from matplotlib.figure import Figure
+
+    grey = (image - image.min()) / max(float(np.ptp(image)), np.finfo(np.float32).eps)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    truth = prediction if truth is None else truth
+    for region, colour in (
+        (prediction & truth, TRUE_POSITIVE_RGB),
+        (prediction & ~truth, FALSE_POSITIVE_RGB),
+        (~prediction & truth, FALSE_NEGATIVE_RGB),
+    ):
+        rgb[region] = (1 - OVERLAY_ALPHA) * rgb[region] + OVERLAY_ALPHA * np.asarray(colour)
+    height, width = grey.shape
+    figure = Figure(figsize=(width / OVERLAY_DPI, height / OVERLAY_DPI), dpi=OVERLAY_DPI)
+    axes = figure.add_axes((0, 0, 1, 1))
+    axes.imshow(rgb, interpolation="nearest")
+    axes.set_axis_off()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=OVERLAY_DPI)
+    return path
+
+
+class PredictionOverlayHandler:
+    """Save overlay PNGs (see :func:`save_prediction_overlay`) of the first ``max_images`` images an evaluator sees.
+
+    Expects per-sample dicts in ``engine.state.output`` holding ``image``, ``pred`` (probabilities) and
+    optionally ``label``, each (1, H, W).
+
+    Args:
+        output_dir: folder of the PNGs, named ``<stem>_overlay.png``.
+        max_images: how many images to draw.
+        threshold: probability above which a pixel is particle.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, max_images: int = 3, threshold: float = 0.5) -> None:
+        self.output_dir = Path(output_dir)
+        self.max_images = max_images
+        self.threshold = threshold
+        self._saved = 0
+
+    def attach(self, engine: Engine) -> None:
+        """Attach to an evaluator."""
+        engine.add_event_handler(Events.STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._draw)
+
+    def _reset(self, engine: Engine) -> None:
+        self._saved = 0
+
+    def _draw(self, engine: Engine) -> None:
+        for sample in engine.state.output:
+            if self._saved >= self.max_images:
+                return
+            prediction = _plane(sample["pred"]) > self.threshold
+            truth = _plane(sample["label"]) > 0 if "label" in sample else None
+            image = sample["image"]
+            name = image.meta.get("filename_or_obj", f"image_{self._saved}") if isinstance(image, MetaTensor) else ""
+            stem = Path(str(name)).stem or f"image_{self._saved}"
+            save_prediction_overlay(self.output_dir / f"{stem}_overlay.png", _plane(image), prediction, truth)
+            self._saved += 1
