@@ -1,0 +1,335 @@
+"""K-fold cross-validation through the bundle's own training and evaluation workflows.
+
+    python -m rformer_monai.cv run --dataset_dir ../shared/data/bam-tio2-sem --output_dir reports/cv/residualformer
+    python -m rformer_monai.cv run ... --config configs/basicunet.json       # another network, same folds
+    python -m rformer_monai.cv baseline --method otsu ...                      # classical baselines, same folds
+    python -m rformer_monai.cv compare reports/cv/* --output reports/cv/comparison.md
+
+Every fold trains with the bundle's ``train.json`` (one training path, no second loop) and is scored
+with its ``evaluate.json`` on the held-out images (data bar excluded). The report folder holds per-fold
+metrics, mean and std over folds, the pooled confusion matrix and classification report, learning
+curves, a confusion-matrix picture and overlays of predictions against the truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rformer_monai.metrics.segmentation import (
+    SCORE_NAMES,
+    ConfusionCounts,
+    classification_report_from_confusion,
+    plot_confusion_matrix,
+    scores_from_confusion,
+)
+
+logger = logging.getLogger("rformer_monai.cv")
+
+BUNDLE_CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "residualformer_sem" / "configs"
+FOLD_METRICS = ("dice", "iou", "precision", "recall", "accuracy", "f1", "auc")
+MICROGRAPH_SHAPE = (768, 1024)  # the timing image: one SEM frame
+TILE_SHAPE = (256, 256)  # the complexity tile
+TIMING_REPEATS = 3
+
+
+def _fold_dir(output_dir: Path, fold: int) -> Path:
+    return output_dir / f"fold_{fold}"
+
+
+def _workflow(config_files: Sequence[Path | str], workflow_type: str, overrides: dict[str, Any]):
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(
+        config_file=[str(f) for f in config_files],
+        meta_file=str(BUNDLE_CONFIGS / "metadata.json"),
+        logging_file=None,
+        workflow_type=workflow_type,
+        **overrides,
+    )
+    workflow.initialize()
+    return workflow
+
+
+def train_and_evaluate_fold(
+    fold: int,
+    dataset_dir: str,
+    output_dir: Path,
+    extra_configs: Sequence[str] = (),
+    overrides: dict[str, Any] | None = None,
+) -> Path:
+    """Train on every fold but ``fold`` with the bundle's train.json, then evaluate on ``fold``.
+
+    Validation runs once, after the last epoch (``val_interval = max_epochs``), so that no epoch is
+    chosen on the held-out images.
+
+    Returns:
+        The fold's folder: ``model.pt``, ``history.csv``, ``metrics.json``/``.csv``, overlays.
+    """
+    fold_dir = _fold_dir(output_dir, fold)
+    common = {
+        "bundle_root": str(fold_dir),
+        "dataset_dir": dataset_dir,
+        "fold": fold,
+        "ckpt_dir": str(fold_dir),
+        "output_dir": str(fold_dir / "runs"),
+        **(overrides or {}),
+    }
+    train_configs = [BUNDLE_CONFIGS / "train.json", *extra_configs]
+    probe = _workflow(train_configs, "train", common)
+    max_epochs = probe.parser.get_parsed_content("max_epochs")
+    train = _workflow(
+        train_configs,
+        "train",
+        {**common, "val_interval": max_epochs, "train#epoch_summary_handler#history_path": str(fold_dir / "history.csv")},
+    )
+    train.run()
+    train.finalize()
+
+    evaluate = _workflow(
+        [BUNDLE_CONFIGS / "train.json", BUNDLE_CONFIGS / "evaluate.json", *extra_configs],
+        "eval",
+        {
+            **common,
+            "ckpt_path": str(fold_dir / "model.pt"),
+            "eval_dir": str(fold_dir),
+            "validate#dataset#data": "$@datalists['validation']",
+            "validate#overlay_handler": {
+                "_target_": "rformer_monai.engines.PredictionOverlayHandler",
+                "output_dir": str(fold_dir / "overlays"),
+                "max_images": 2,
+            },
+            "validate#handlers": ["@validate#report_handler", "@validate#overlay_handler"],
+        },
+    )
+    evaluate.run()
+    evaluate.finalize()
+    return fold_dir
+
+
+def network_cost(extra_configs: Sequence[str] = (), overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Parameters, GMACs per 256x256 tile and CPU seconds per 1024x768 micrograph (sliding window as in
+    inference.json) of the network that the given configs define."""
+    from monai.inferers import SlidingWindowInferer
+
+    from rformer_monai.networks.complexity import count_macs, count_parameters
+
+    parser = _workflow([BUNDLE_CONFIGS / "inference.json", *extra_configs], "infer", overrides or {}).parser
+    network = parser.get_parsed_content("network_def").eval()
+    inferer = SlidingWindowInferer(
+        roi_size=parser.get_parsed_content("roi_size"),
+        sw_batch_size=parser.get_parsed_content("sw_batch_size"),
+        overlap=parser.get_parsed_content("sw_overlap"),
+        mode=parser.get_parsed_content("sw_mode"),
+    )
+    image = torch.rand(1, 1, *MICROGRAPH_SHAPE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        inferer(image, network)  # warm-up
+        start = time.perf_counter()
+        for _ in range(TIMING_REPEATS):
+            inferer(image, network)
+    seconds = (time.perf_counter() - start) / TIMING_REPEATS
+    return {
+        "parameters": count_parameters(network),
+        "gmacs_per_tile": count_macs(network, (1, 1, *TILE_SHAPE)) / 1e9,
+        "seconds_per_micrograph": seconds,
+        "torch_threads": torch.get_num_threads(),
+        "network_def": parser["network_def"],
+    }
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    array = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
+    if array.size == 0:
+        return math.nan, math.nan
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
+
+
+def summarize(output_dir: Path, name: str, method: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Gather the folds' metrics.json into ``cv_summary.json``, ``cv_folds.csv``, ``cv_report.md`` and
+    pictures (confusion matrix, learning curves)."""
+    fold_dirs = sorted(p for p in output_dir.glob("fold_*") if (p / "metrics.json").is_file())
+    if not fold_dirs:
+        raise ValueError(f"{output_dir}: no fold_*/metrics.json found: run the folds first.")
+    folds, counts = [], ConfusionCounts(0, 0, 0, 0)
+    for fold_dir in fold_dirs:
+        metrics = json.loads((fold_dir / "metrics.json").read_text())
+        pooled = metrics["pooled"]
+        folds.append({"fold": fold_dir.name, **{key: pooled.get(key) for key in FOLD_METRICS}})
+        counts = counts + ConfusionCounts(pooled["tp"], pooled["fp"], pooled["fn"], pooled["tn"])
+    summary: dict[str, Any] = {
+        "name": name,
+        "num_folds": len(folds),
+        "folds": folds,
+        "mean": {},
+        "std": {},
+        "pooled": scores_from_confusion(counts),
+        "confusion_matrix": counts.matrix(),
+        "classification_report": classification_report_from_confusion(counts),
+        "method": method or {},
+    }
+    for key in FOLD_METRICS:
+        summary["mean"][key], summary["std"][key] = _mean_std([fold[key] for fold in folds])
+    (output_dir / "cv_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    with (output_dir / "cv_folds.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["fold", *FOLD_METRICS])
+        writer.writeheader()
+        writer.writerows(folds)
+        writer.writerow({"fold": "mean", **summary["mean"]})
+        writer.writerow({"fold": "std", **summary["std"]})
+    plot_confusion_matrix(output_dir / "confusion_matrix.png", counts, f"{name}: pooled pixel confusion matrix")
+    _plot_learning_curves(output_dir / "learning_curves.png", fold_dirs, name)
+    (output_dir / "cv_report.md").write_text(_report_markdown(summary))
+    logger.info(
+        "%s: mean Dice %.4f +/- %.4f over %d folds", name, summary["mean"]["dice"], summary["std"]["dice"], len(folds)
+    )
+    return summary
+
+
+def _plot_learning_curves(path: Path, fold_dirs: Sequence[Path], name: str) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4))
+    axes = figure.add_subplot()
+    drawn = False
+    for fold_dir in fold_dirs:
+        history = fold_dir / "history.csv"
+        if not history.is_file():
+            continue
+        with history.open() as handle:
+            rows = list(csv.DictReader(handle))
+        axes.plot([int(r["epoch"]) for r in rows], [float(r["train_loss"]) for r in rows], label=fold_dir.name)
+        drawn = True
+    if not drawn:
+        return
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("training Dice loss")
+    axes.set_title(f"{name}: learning curves")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def _format(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def _report_markdown(summary: dict[str, Any]) -> str:
+    lines = [f"# Cross-validation: {summary['name']}", "", "| fold | " + " | ".join(FOLD_METRICS) + " |"]
+    lines.append("|---" * (len(FOLD_METRICS) + 1) + "|")
+    for fold in summary["folds"]:
+        lines.append(f"| {fold['fold']} | " + " | ".join(_format(fold[k]) for k in FOLD_METRICS) + " |")
+    lines.append(
+        "| mean ± std | "
+        + " | ".join(f"{_format(summary['mean'][k])} ± {_format(summary['std'][k])}" for k in FOLD_METRICS)
+        + " |"
+    )
+    tn_fp, fn_tp = summary["confusion_matrix"]
+    lines += [
+        "",
+        "Pooled confusion matrix (rows: truth, columns: prediction; background, particle):",
+        "",
+        f"    [[{tn_fp[0]}, {tn_fp[1]}],",
+        f"     [{fn_tp[0]}, {fn_tp[1]}]]",
+        "",
+        "Pooled scores: " + ", ".join(f"{k} {_format(summary['pooled'][k])}" for k in SCORE_NAMES),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def compare(summary_dirs: Sequence[Path], output: Path) -> str:
+    """A markdown table of several cross-validations side by side (mean ± std over folds, cost)."""
+    header = "| method | Dice | IoU | precision | recall | AUC | parameters | GMACs / 256² tile | s / 1024x768 (CPU) |"
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
+    for folder in summary_dirs:
+        summary_file = Path(folder) / "cv_summary.json"
+        if not summary_file.is_file():
+            continue
+        summary = json.loads(summary_file.read_text())
+        method = summary.get("method", {})
+        cells = [f"{_format(summary['mean'][k])} ± {_format(summary['std'][k])}" for k in ("dice", "iou", "precision", "recall", "auc")]
+        parameters = method.get("parameters")
+        gmacs = method.get("gmacs_per_tile")
+        seconds = method.get("seconds_per_micrograph")
+        cells += [
+            f"{parameters:,}" if parameters else "-",
+            f"{gmacs:.2f}" if gmacs else "-",
+            f"{seconds:.2f}" if seconds else "-",
+        ]
+        lines.append(f"| {summary['name']} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines) + "\n"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(table)
+    return table
+
+
+def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator:
+            raise ValueError(f"--set expects key=value, got {pair!r}.")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m rformer_monai.cv", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="train and evaluate a network on every fold")
+    baseline = commands.add_parser("baseline", help="evaluate a classical baseline on every fold")
+    for sub in (run, baseline):
+        sub.add_argument("--dataset_dir", required=True)
+        sub.add_argument("--output_dir", required=True, type=Path)
+        sub.add_argument("--num_folds", type=int, default=5)
+        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--folds", type=int, nargs="*", help="only these folds (default: all)")
+        sub.add_argument("--name", help="the method's name in reports (default: the output folder's name)")
+    run.add_argument("--config", action="append", default=[], help="override file merged onto the bundle configs")
+    run.add_argument("--set", action="append", default=[], help="key=value override (JSON value), e.g. max_epochs=20")
+    baseline.add_argument("--method", choices=("otsu", "fixed_threshold"), required=True)
+    comparison = commands.add_parser("compare", help="side-by-side markdown table of cross-validations")
+    comparison.add_argument("folders", nargs="+", type=Path)
+    comparison.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    if args.command == "compare":
+        print(compare(args.folders, args.output))  # the table is this command's output, not a log line
+        return 0
+    name = args.name or args.output_dir.name
+    folds = args.folds if args.folds else list(range(args.num_folds))
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    if args.command == "baseline":
+        from rformer_monai.baselines import evaluate_baseline_fold
+
+        for fold in folds:
+            evaluate_baseline_fold(args.method, args.dataset_dir, _fold_dir(args.output_dir, fold), fold, args.num_folds, args.seed)
+        summarize(args.output_dir, name, {"method": args.method})
+        return 0
+    overrides = {"num_folds": args.num_folds, "seed": args.seed, **_parse_overrides(args.set)}
+    for fold in folds:
+        logger.info("fold %d of %d", fold, args.num_folds)
+        train_and_evaluate_fold(fold, args.dataset_dir, args.output_dir, args.config, overrides)
+    method = network_cost(args.config, {k: v for k, v in overrides.items() if k.startswith("network_def")})
+    summarize(args.output_dir, name, method)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
