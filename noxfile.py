@@ -1,0 +1,39 @@
+"""Developer sessions: tests, the quick-start, benchmarks. Run with `nox -s <name>`."""
+
+from __future__ import annotations
+
+import nox
+
+# a plain "torch" requirement would pull the CUDA wheels; pinning the version takes the local CPU build here
+TORCH = "torch==2.13.0"
+BUNDLE = "bundles/residualformer_sem"
+QUICKSTART_TRAIN = f"['{BUNDLE}/configs/train.json','configs/quickstart.json']"
+
+nox.options.sessions = ["tests"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite, as CI runs it."""
+    session.install(TORCH, "-e", ".[test]")
+    session.run("python", "-m", "pytest", "-q", *session.posargs)
+
+
+@nox.session
+def quickstart(session: nox.Session) -> None:
+    """The README's quick-start training run on the synthetic default."""
+    session.install(TORCH, "-e", ".")
+    session.run(
+        "python", "-m", "monai.bundle", "run", "training",
+        "--config_file", QUICKSTART_TRAIN,
+        "--bundle_root", BUNDLE,
+        "--logging_file", f"{BUNDLE}/configs/logging.conf",
+        *session.posargs,
+    )
+
+
+@nox.session
+def benchmark(session: nox.Session) -> None:
+    """Inference speed and memory of ResidualFormer variants against MONAI BasicUNet."""
+    session.install(TORCH, "-e", ".")
+    session.run("python", "benchmarks/inference_speed.py", *session.posargs)

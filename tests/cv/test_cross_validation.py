@@ -1,0 +1,92 @@
+"""Cross-validation through the bundle's workflows, classical baselines, and the reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from rformer_monai import cv
+from rformer_monai.baselines import best_fixed_threshold, evaluate_baseline_fold, otsu_mask
+from rformer_monai.data.synthetic import render_micrograph
+
+TINY = {
+    "network_def#channels": [4, 8, 16, 32],
+    "network_def#decoder_channels": 8,
+    "network_def#fusion_stride": 4,
+    "roi_size": [64, 64],
+    "num_workers": 0,
+    "device": "cpu",
+    "crops_per_image": 1,
+    "num_folds": 2,
+}
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for index in range(4):
+        image, mask = render_micrograph((96, 96), rng=index, mean_diameter_px=12.0)
+        tifffile.imwrite(root / "images" / f"s{index}.tif", image)
+        tifffile.imwrite(root / "masks" / f"s{index}_m.tif", mask)
+    return root
+
+
+def test_fixed_threshold_is_the_best_level_on_training_images():
+    rng = np.random.default_rng(0)
+    masks = [rng.random((20, 20)) > 0.7 for _ in range(3)]
+    images = [np.where(m, 150.0, 40.0) + rng.normal(0, 5, m.shape) for m in masks]
+    level = best_fixed_threshold(images, masks)
+    assert max(i[~m].max() for i, m in zip(images, masks)) < level <= min(i[m].min() for i, m in zip(images, masks))
+    assert all(((i >= level) == m).all() for i, m in zip(images, masks))
+
+
+def test_otsu_mask_fills_holes_and_drops_specks():
+    image = np.zeros((60, 60))
+    image[10:40, 10:40] = 200.0
+    image[20:25, 20:25] = 0.0  # a hole inside the particle
+    image[55, 55] = 200.0  # a one-pixel speck
+    mask = otsu_mask(image)
+    assert mask[10:40, 10:40].all()
+    assert not mask[55, 55]
+
+
+@pytest.mark.parametrize("method", ["otsu", "fixed_threshold"])
+def test_baselines_write_the_same_report_as_networks(tiny_dataset, tmp_path, method):
+    output = tmp_path / method
+    for fold in (0, 1):
+        evaluate_baseline_fold(method, str(tiny_dataset), output / f"fold_{fold}", fold, num_folds=2)
+    summary = cv.summarize(output, method)
+    assert summary["num_folds"] == 2
+    folds = [json.loads((output / f"fold_{f}" / "metrics.json").read_text())["pooled"] for f in (0, 1)]
+    assert summary["mean"]["dice"] == pytest.approx(np.mean([f["dice"] for f in folds]))
+    assert summary["std"]["dice"] == pytest.approx(np.std([f["dice"] for f in folds], ddof=1))
+    tp = sum(f["tp"] for f in folds)
+    assert summary["confusion_matrix"][1][1] == tp
+    for name in ("cv_summary.json", "cv_folds.csv", "cv_report.md", "confusion_matrix.png"):
+        assert (output / name).is_file()
+
+
+def test_summarize_without_folds_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no fold_"):
+        cv.summarize(tmp_path, "empty")
+
+
+@pytest.mark.slow
+def test_network_fold_trains_and_evaluates_through_the_bundle(tiny_dataset, tmp_path):
+    output = tmp_path / "cv"
+    fold_dir = cv.train_and_evaluate_fold(0, str(tiny_dataset), output, overrides={**TINY, "max_epochs": 2})
+    assert (fold_dir / "model.pt").is_file()
+    history = (fold_dir / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,train_loss") and len(history) == 3
+    metrics = json.loads((fold_dir / "metrics.json").read_text())
+    assert metrics["pooled"]["num_images"] == 2  # the held-out half of four images
+    assert list((fold_dir / "overlays").glob("*_overlay.png"))
+    summary = cv.summarize(output, "tiny", {"parameters": 1})
+    table = cv.compare([output], tmp_path / "comparison.md")
+    assert "tiny" in table and f"{summary['mean']['dice']:.4f}" in table
