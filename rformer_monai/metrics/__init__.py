@@ -1,6 +1,17 @@
-"""Pixel-level segmentation metrics (Dice, IoU, precision, recall, accuracy, F1, AUC) and reports."""
+"""Segmentation metrics: pixel level (Dice, IoU, precision, recall, accuracy, F1, AUC) and reports, and
+instance level (per particle, against 4-connected ground-truth particles)."""
 
 from rformer_monai.metrics.handlers import SegmentationReportHandler
+from rformer_monai.metrics.instances import (
+    DEFAULT_IOU_THRESHOLD,
+    INSTANCE_SCORE_NAMES,
+    InstanceMatches,
+    instance_scores,
+    instances_from_mask,
+    match_instances,
+    pool_matches,
+    scores_from_matches,
+)
 from rformer_monai.metrics.segmentation import (
     AUC_HISTOGRAM_BINS,
     CSV_COLUMNS,
@@ -11,6 +22,7 @@ from rformer_monai.metrics.segmentation import (
     SegmentationReport,
     binary_confusion,
     classification_report_from_confusion,
+    plot_confusion_matrix,
     roc_auc,
     scores_from_confusion,
 )
@@ -18,14 +30,23 @@ from rformer_monai.metrics.segmentation import (
 __all__ = [
     "AUC_HISTOGRAM_BINS",
     "CSV_COLUMNS",
+    "DEFAULT_IOU_THRESHOLD",
     "DEFAULT_THRESHOLD",
     "EXACT_AUC_MAX_PIXELS",
+    "INSTANCE_SCORE_NAMES",
     "SCORE_NAMES",
     "ConfusionCounts",
+    "InstanceMatches",
     "SegmentationReport",
     "SegmentationReportHandler",
     "binary_confusion",
     "classification_report_from_confusion",
+    "instance_scores",
+    "instances_from_mask",
+    "match_instances",
+    "plot_confusion_matrix",
+    "pool_matches",
     "roc_auc",
     "scores_from_confusion",
+    "scores_from_matches",
 ]
