@@ -22,11 +22,25 @@ class DatasetLayoutError(ValueError):
     """A dataset folder does not hold what its layout requires; the message names the folder or files."""
 
 
-def find_micrographs(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """All micrograph files (TIFF, PNG, JPEG, BMP) under ``folder``, sorted by path."""
+def require_folder(folder: str | os.PathLike) -> Path:
+    """``folder`` as a ``Path`` if it is a readable folder.
+
+    Raises:
+        DatasetLayoutError: it does not exist, is a file, or cannot be listed (permissions).
+    """
     folder = Path(folder)
+    if folder.is_file():
+        raise DatasetLayoutError(f"{folder}: is a file, not a folder")
     if not folder.is_dir():
         raise DatasetLayoutError(f"{folder}: no such folder")
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise DatasetLayoutError(f"{folder}: folder is not readable (check its permissions)")
+    return folder
+
+
+def find_micrographs(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """All micrograph files (TIFF, PNG, JPEG, BMP) under ``folder``, sorted by path."""
+    folder = require_folder(folder)
     pattern = "**/*" if recursive else "*"
     return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in MICROGRAPH_SUFFIXES)
 
@@ -41,9 +55,7 @@ def _mask_stem(mask: Path) -> str:
 
 def dataset_layout(dataset_dir: str | os.PathLike) -> tuple[Path, Path]:
     """The image and mask folders of ``dataset_dir``: the BAM layout if present, else ``images/`` + ``masks/``."""
-    root = Path(dataset_dir)
-    if not root.is_dir():
-        raise DatasetLayoutError(f"{root}: no such folder")
+    root = require_folder(dataset_dir)
     for image_dir, mask_dir in ((BAM_IMAGE_DIR, BAM_MASK_DIR), (PLAIN_IMAGE_DIR, PLAIN_MASK_DIR)):
         if (root / image_dir).is_dir():
             return root / image_dir, root / mask_dir

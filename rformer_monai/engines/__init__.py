@@ -1,24 +1,56 @@
-"""Workflow pieces the bundle wires together: weight loading, resuming, epoch logging, output writing."""
+"""Workflow pieces the bundle wires together: weight loading, resuming, epoch logging, output writing,
+batch runs that survive bad inputs and interruptions, one-line user errors."""
 
 from rformer_monai.engines.checkpoints import (
+    AtomicCheckpointWriter,
     CheckpointError,
     ResumeFromCheckpoint,
     TrainingCheckpointSaver,
     load_weights,
     read_checkpoint,
 )
+from rformer_monai.engines.errors import (
+    FailedInputsError,
+    SettingsError,
+    find_user_error,
+    install_error_reporting,
+)
 from rformer_monai.engines.handlers import EpochSummaryHandler, PredictionOverlayHandler, save_prediction_overlay
-from rformer_monai.engines.writers import SaveMaskd, write_tiff_atomic
+from rformer_monai.engines.reproducibility import ReseedEachEpoch, epoch_seed
+from rformer_monai.engines.robust import (
+    FailureLog,
+    TolerantDataset,
+    TolerantEvaluator,
+    output_suffixes,
+    pending_items,
+)
+from rformer_monai.engines.settings import as_bool, check_settings
+from rformer_monai.engines.writers import SaveMaskd, write_atomic, write_tiff_atomic
 
 __all__ = [
+    "AtomicCheckpointWriter",
     "CheckpointError",
     "EpochSummaryHandler",
+    "FailedInputsError",
+    "FailureLog",
     "PredictionOverlayHandler",
+    "ReseedEachEpoch",
     "ResumeFromCheckpoint",
     "SaveMaskd",
+    "SettingsError",
+    "TolerantDataset",
+    "TolerantEvaluator",
     "TrainingCheckpointSaver",
+    "as_bool",
+    "check_settings",
+    "epoch_seed",
+    "find_user_error",
+    "install_error_reporting",
     "load_weights",
+    "output_suffixes",
+    "pending_items",
     "read_checkpoint",
     "save_prediction_overlay",
+    "write_atomic",
     "write_tiff_atomic",
 ]

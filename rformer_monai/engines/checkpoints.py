@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from monai.handlers import CheckpointLoader, CheckpointSaver
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint
+from ignite.handlers.checkpoint import BaseSaveHandler
+from monai.handlers import CheckpointLoader
 from torch import nn
+
+from rformer_monai.engines.errors import CheckpointError
+from rformer_monai.engines.writers import partial_writes, write_atomic
+
+__all__ = [
+    "AtomicCheckpointWriter",
+    "CheckpointError",
+    "ResumeFromCheckpoint",
+    "TrainingCheckpointSaver",
+    "load_weights",
+    "read_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
 
 MODEL_KEY = "model"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable or made for another network; the message names the file."""
 
 
 def read_checkpoint(checkpoint_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -53,16 +65,29 @@ def load_weights(
     try:
         network.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
-        expected, found = set(network.state_dict()), set(state_dict)
-        missing, unexpected = sorted(expected - found), sorted(found - expected)
-        detail = f"missing {missing[:3]}, unexpected {unexpected[:3]}" if missing or unexpected else "tensor shapes differ"
-        raise CheckpointError(
-            f"{checkpoint_path}: weights do not fit {type(network).__name__} ({detail}). The checkpoint was "
-            "trained with another architecture or other network arguments (channels, decoder_channels, "
-            "fusion_stride): use the network_def it was trained with."
-        ) from exc
+        raise _weights_do_not_fit(network, state_dict, checkpoint_path) from exc
     logger.info("loaded weights from %s", checkpoint_path)
     return network
+
+
+def _mismatch(network: nn.Module, state_dict: Mapping) -> str | None:
+    """How ``state_dict`` differs from ``network``'s own (names, then shapes); ``None`` where it fits."""
+    expected = network.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state_dict)), sorted(set(state_dict) - set(expected))
+    if missing or unexpected:
+        return f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+    if any(tuple(expected[name].shape) != tuple(getattr(state_dict[name], "shape", ())) for name in expected):
+        return "tensor shapes differ"
+    return None
+
+
+def _weights_do_not_fit(network: nn.Module, state_dict: Mapping, checkpoint_path: str | os.PathLike) -> CheckpointError:
+    detail = _mismatch(network, state_dict) or "tensor shapes differ"
+    return CheckpointError(
+        f"{checkpoint_path}: weights do not fit {type(network).__name__} ({detail}). The checkpoint was "
+        "trained with another architecture or other network arguments (channels, decoder_channels, "
+        "fusion_stride): use the network_def it was trained with."
+    )
 
 
 TRAINER_KEY = "trainer"
@@ -77,11 +102,24 @@ class ResumeFromCheckpoint:
         load_dict: the objects to restore besides the trainer, e.g. ``{"model": network, "optimizer": optimizer}``;
             the engine this handler is attached to is restored as ``"trainer"``.
         map_location: where to load tensors.
+
+    Raises:
+        CheckpointError: when constructed, if the checkpoint is missing, unreadable, not a training checkpoint
+            (e.g. a bare ``model.pt``) or made for another network.
     """
 
     def __init__(self, checkpoint: str | None, load_dict: dict, map_location: str | torch.device = "cpu") -> None:
-        if checkpoint:
-            read_checkpoint(checkpoint, map_location)  # fail early, naming the file
+        if checkpoint:  # fail early, naming the file
+            saved = read_checkpoint(checkpoint, map_location)
+            absent = [key for key in (*load_dict, TRAINER_KEY) if key not in saved]
+            if absent:
+                raise CheckpointError(
+                    f"{checkpoint}: not a training checkpoint (it holds no {', '.join(absent)}): resume from a file "
+                    "that training writes to <output_dir>/checkpoints/, such as checkpoint_epoch=<N>.pt"
+                )
+            network = load_dict.get(MODEL_KEY)
+            if isinstance(network, nn.Module) and _mismatch(network, saved[MODEL_KEY]) is not None:
+                raise _weights_do_not_fit(network, saved[MODEL_KEY], checkpoint)
         self.checkpoint = checkpoint
         self.load_dict = load_dict
         self.map_location = map_location
@@ -97,9 +135,49 @@ class ResumeFromCheckpoint:
         )
 
 
+class AtomicCheckpointWriter(BaseSaveHandler):
+    """Ignite save handler that writes checkpoints atomically (temporary file, then rename) and removes the
+    checkpoints it replaces only after the new one is complete.
+
+    Ignite's ``Checkpoint`` asks to remove the oldest file before it saves the newest; done in that order,
+    a process killed during the save would leave no checkpoint at all. Here removals wait until the next
+    save has succeeded, so the folder always holds at least one complete checkpoint. Files get the
+    permissions ``open()`` would give them (ignite's own atomic ``DiskSaver`` leaves them private).
+
+    Args:
+        dirname: folder of the checkpoints (created when needed).
+    """
+
+    def __init__(self, dirname: str | os.PathLike) -> None:
+        self.dirname = Path(dirname)
+        self._pending_removals: list[str] = []
+
+    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
+        for leftover in partial_writes(self.dirname / filename):  # of a run killed while saving this file
+            leftover.unlink(missing_ok=True)
+        write_atomic(self.dirname / filename, lambda temporary: torch.save(checkpoint, temporary))
+        pending, self._pending_removals = self._pending_removals, []
+        for old in pending:
+            if old != filename:
+                (self.dirname / old).unlink(missing_ok=True)
+
+    def remove(self, filename: str) -> None:
+        """Remove ``filename`` once the next checkpoint has been written."""
+        self._pending_removals.append(filename)
+
+
+INTERVAL_SCORE_NAME = "epoch"
+FINAL_FILENAME = "checkpoint_final.pt"
+
+
 class TrainingCheckpointSaver:
     """Save the latest training state (network, optimizer and the trainer itself) every ``save_interval``
-    epochs, keeping the newest ``n_saved`` files, plus a final checkpoint at the end of training.
+    epochs as ``checkpoint_epoch=<N>.pt``, keeping the newest ``n_saved`` files, plus ``checkpoint_final.pt``
+    when training ends (or stops on an exception).
+
+    Every file is written atomically (see :class:`AtomicCheckpointWriter`): a run killed at any moment
+    leaves complete checkpoints only, and resuming from the newest one is one override
+    (``--resume_from``, see :class:`ResumeFromCheckpoint`).
 
     The trainer joins ``save_dict`` when the handler is attached, so configs need not reference the
     trainer from its own handler list.
@@ -114,18 +192,33 @@ class TrainingCheckpointSaver:
     def __init__(self, save_dir: str, save_dict: dict, save_interval: int = 1, n_saved: int = 1) -> None:
         if save_interval < 1:
             raise ValueError(f"save_interval must be >= 1, got {save_interval}.")
+        if n_saved < 1:
+            raise ValueError(f"n_saved must be >= 1, got {n_saved}.")
         self.save_dir = save_dir
         self.save_dict = save_dict
         self.save_interval = save_interval
         self.n_saved = n_saved
 
-    def attach(self, engine) -> None:
-        """Attach a MONAI ``CheckpointSaver`` whose ``save_dict`` includes ``engine``."""
-        CheckpointSaver(
-            save_dir=self.save_dir,
-            save_dict={**self.save_dict, TRAINER_KEY: engine},
-            save_interval=self.save_interval,
+    def attach(self, engine: Engine) -> None:
+        """Save every ``save_interval`` epochs and at the end; ``save_dict`` gets ``engine`` as ``"trainer"``."""
+        to_save = {**self.save_dict, TRAINER_KEY: engine}
+        interval = Checkpoint(
+            to_save,
+            AtomicCheckpointWriter(self.save_dir),
+            score_function=lambda trainer: trainer.state.epoch,
+            score_name=INTERVAL_SCORE_NAME,
             n_saved=self.n_saved,
-            save_final=True,
-            final_filename="checkpoint_final.pt",
-        ).attach(engine)
+        )
+        final = Checkpoint(to_save, AtomicCheckpointWriter(self.save_dir), filename_pattern=FINAL_FILENAME, n_saved=1)
+
+        def save_final(trainer: Engine) -> None:
+            final(trainer)
+            logger.info("saved the final checkpoint %s", Path(self.save_dir) / FINAL_FILENAME)
+
+        def save_final_and_raise(trainer: Engine, exc: Exception) -> None:
+            save_final(trainer)
+            raise exc
+
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), interval)
+        engine.add_event_handler(Events.COMPLETED, save_final)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, save_final_and_raise)

@@ -4,9 +4,10 @@ rename), so an interrupted run never leaves a half-written file that looks compl
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,14 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
+from rformer_monai.engines.settings import as_bool
+
 MASK_SUFFIX = "_mask.tif"
 PROBABILITY_SUFFIX = "_prob.tif"
 MASK_FOREGROUND = 255
 DEFAULT_THRESHOLD = 0.5
 FILE_MODE = 0o666  # before the umask, as open() would create it
+TEMPORARY_SUFFIX = ".tmp"
 
 
 def _umask() -> int:
@@ -28,22 +32,38 @@ def _umask() -> int:
     return current
 
 
-def write_tiff_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """Write ``array`` to ``path`` as a compressed TIFF via a temporary file in the same folder and a rename."""
-    import tifffile
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Write ``path`` through ``write(temporary)`` on a temporary file in the same folder, then a rename.
 
+    A reader (or a rerun) sees the old file or the complete new one, never a half-written file; the
+    temporary file is removed when ``write`` fails, and one left by a killed process is named by
+    :func:`partial_writes`. The file gets the permissions ``open()`` would have given it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     os.close(handle)
     try:
-        tifffile.imwrite(temporary, array, compression="zlib")
+        write(Path(temporary))
         os.chmod(temporary, FILE_MODE & ~_umask())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
     return path
+
+
+def partial_writes(path: str | os.PathLike) -> list[Path]:
+    """Temporary files that :func:`write_atomic` left beside ``path`` when its process was killed mid-write."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*{TEMPORARY_SUFFIX}"))
+
+
+def write_tiff_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write ``array`` to ``path`` as a compressed TIFF via a temporary file in the same folder and a rename."""
+    import tifffile
+
+    return write_atomic(path, lambda temporary: tifffile.imwrite(temporary, array, compression="zlib"))
 
 
 def output_stem(source: str | os.PathLike) -> str:
@@ -76,7 +96,7 @@ class SaveMaskd(MapTransform):
             raise ValueError(f"threshold must be in (0, 1), got {threshold}.")
         self.output_dir = Path(output_dir)
         self.threshold = threshold
-        self.save_probability = save_probability
+        self.save_probability = as_bool(save_probability, "save_probability")
         self.source_key = source_key
 
     def _source_name(self, d: Mapping[Hashable, torch.Tensor], key: Hashable) -> str:

@@ -3,7 +3,13 @@
 from rformer_monai.transforms.array import BinarizeMask, CropDataBar, LoadMicrograph
 from rformer_monai.transforms.databar import detect_data_bar
 from rformer_monai.transforms.dictionary import BinarizeMaskd, CheckSameShaped, CropDataBard, LoadMicrographd
-from rformer_monai.transforms.io import MicrographReader, MicrographReadError, pixel_size_from_meta, read_micrograph
+from rformer_monai.transforms.io import (
+    MaskShapeError,
+    MicrographReader,
+    MicrographReadError,
+    pixel_size_from_meta,
+    read_micrograph,
+)
 from rformer_monai.transforms.pipelines import (
     inference_transforms,
     intensity_transform,
@@ -19,6 +25,7 @@ __all__ = [
     "CropDataBard",
     "LoadMicrograph",
     "LoadMicrographd",
+    "MaskShapeError",
     "MicrographReadError",
     "MicrographReader",
     "detect_data_bar",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from monai.data import MetaTensor
@@ -10,13 +12,19 @@ from monai.transforms import Crop, LoadImage, Transform
 from rformer_monai.transforms.databar import detect_data_bar
 from rformer_monai.transforms.io import MicrographReader
 
+logger = logging.getLogger(__name__)
+
 DATA_BAR_ROWS_KEY = "data_bar_rows"
 # masks are binarised at half of their dtype's full scale (the paper thresholds at 0.5 after scaling)
 MASK_THRESHOLD_FRACTION = 0.5
+UNIT_RANGE_MAX = 1.0  # full scale of masks without metadata (0/1 floats)
 
 
 class LoadMicrograph(LoadImage):
     """Load a micrograph or mask as a channel-first grey ``MetaTensor`` (1, H, W), pixel size in its meta.
+
+    Only :class:`MicrographReader` reads the files: its errors (``MicrographReadError``) reach the caller
+    as they are, where ``LoadImage`` would try MONAI's other readers (a multi-page TIFF read as a volume).
 
     Args:
         pixel_size_nm: overrides the pixel size found in the files' metadata.
@@ -24,9 +32,12 @@ class LoadMicrograph(LoadImage):
     """
 
     def __init__(self, pixel_size_nm: float | None = None, dtype=np.float32) -> None:
-        super().__init__(
-            reader=MicrographReader(pixel_size_nm=pixel_size_nm), image_only=True, dtype=dtype, ensure_channel_first=True
-        )
+        self.micrograph_reader = MicrographReader(pixel_size_nm=pixel_size_nm)
+        super().__init__(reader=self.micrograph_reader, image_only=True, dtype=dtype, ensure_channel_first=True)
+
+    def __call__(self, filename, reader=None):  # type: ignore[override]
+        """Load ``filename`` with ``reader``, by default the micrograph reader alone."""
+        return super().__call__(filename, reader=self.micrograph_reader if reader is None else reader)
 
 
 class CropDataBar(Crop):
@@ -68,14 +79,38 @@ class BinarizeMask(Transform):
     """Binarise a mask to one channel of 0/1: foreground where the value is above half of its dtype's range.
 
     The full-scale value comes from ``meta["source_max"]`` (255 for 8-bit, 65535 for 16-bit, 1 for float).
+    An integer mask holding only 0 and 1 is read as 0/1 (the values of a label image), not as a mask
+    without particles. A mask with other values than 0 and full scale is binarised at half range with a
+    warning naming the file, and so is a mask without a single particle pixel.
     """
 
     def __call__(self, mask: torch.Tensor) -> torch.Tensor:
         """Return a float 0/1 tensor of the same shape as ``mask`` (1, H, W)."""
-        source_max = 1.0
-        if isinstance(mask, MetaTensor):
-            source_max = float(mask.meta.get("source_max", source_max))
-        binary = (mask > MASK_THRESHOLD_FRACTION * source_max).to(torch.float32)
+        meta = mask.meta if isinstance(mask, MetaTensor) else {}
+        source_max = float(meta.get("source_max", UNIT_RANGE_MAX))
+        name = meta.get("filename_or_obj", "mask")
+        levels = torch.unique(torch.as_tensor(mask)).tolist()
+        threshold = MASK_THRESHOLD_FRACTION * source_max
+        if source_max > 1 and set(levels) <= {0, 1}:
+            threshold = MASK_THRESHOLD_FRACTION  # 0/1 labels stored in an integer dtype
+        elif not set(levels) <= {0, source_max}:
+            logger.warning(
+                "%s: mask holds %d grey levels between %s and %s, not only 0 and %s: binarised at half range "
+                "(particle where the value is above %s)",
+                name,
+                len(levels),
+                _format_level(levels[0]),
+                _format_level(levels[-1]),
+                _format_level(source_max),
+                _format_level(threshold),
+            )
+        binary = (mask > threshold).to(torch.float32)
+        if not bool(binary.any()):
+            logger.warning("%s: mask has no particle pixels (every pixel is background)", name)
         if isinstance(mask, MetaTensor) and not isinstance(binary, MetaTensor):
             binary = MetaTensor(binary, meta=mask.meta, applied_operations=mask.applied_operations)
         return binary
+
+
+def _format_level(value: float) -> str:
+    return f"{value:g}"

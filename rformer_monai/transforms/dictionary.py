@@ -11,11 +11,14 @@ from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, LoadImaged, MapTransform
 
 from rformer_monai.transforms.array import BinarizeMask, CropDataBar
-from rformer_monai.transforms.io import MicrographReader
+from rformer_monai.transforms.io import MaskShapeError, MicrographReader
 
 
 class LoadMicrographd(LoadImaged):
     """Load micrographs and masks under ``keys`` as channel-first grey ``MetaTensor`` (1, H, W).
+
+    Only :class:`MicrographReader` reads the files, so its errors (``MicrographReadError``) reach the caller
+    as they are (see :class:`~rformer_monai.transforms.LoadMicrograph`).
 
     Args:
         keys: keys of the file paths to load.
@@ -26,14 +29,19 @@ class LoadMicrographd(LoadImaged):
     def __init__(
         self, keys: KeysCollection, pixel_size_nm: float | None = None, dtype=np.float32, allow_missing_keys: bool = False
     ) -> None:
+        self.micrograph_reader = MicrographReader(pixel_size_nm=pixel_size_nm)
         super().__init__(
             keys,
-            reader=MicrographReader(pixel_size_nm=pixel_size_nm),
+            reader=self.micrograph_reader,
             image_only=True,
             dtype=dtype,
             ensure_channel_first=True,
             allow_missing_keys=allow_missing_keys,
         )
+
+    def __call__(self, data, reader=None):  # type: ignore[override]
+        """Load the files under ``keys`` with ``reader``, by default the micrograph reader alone."""
+        return super().__call__(data, reader=self.micrograph_reader if reader is None else reader)
 
 
 class CropDataBard(MapTransform, InvertibleTransform):
@@ -92,7 +100,8 @@ def _file_name(value: torch.Tensor, fallback: Hashable) -> str:
 
 
 class CheckSameShaped(MapTransform):
-    """Check that every key has the spatial shape of ``reference_key``; the error names both files and shapes.
+    """Check that every key has the spatial shape of ``reference_key``; the error (``MaskShapeError``) names
+    both files and shapes.
 
     Args:
         keys: keys to check (masks).
@@ -108,10 +117,10 @@ class CheckSameShaped(MapTransform):
         reference = d[self.reference_key]
         for key in self.key_iterator(d):
             if tuple(d[key].shape[1:]) != tuple(reference.shape[1:]):
-                raise ValueError(
-                    f"{_file_name(d[key], key)} has shape {tuple(d[key].shape[1:])} but its image "
-                    f"{_file_name(reference, self.reference_key)} has shape {tuple(reference.shape[1:])}: "
-                    "a mask must have its image's height and width."
+                raise MaskShapeError(
+                    _file_name(d[key], key),
+                    f"has shape {tuple(d[key].shape[1:])} but its image {_file_name(reference, self.reference_key)} "
+                    f"has shape {tuple(reference.shape[1:])}: a mask must have its image's height and width",
                 )
         return d
 

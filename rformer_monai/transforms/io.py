@@ -40,15 +40,21 @@ NM_PER_CENTIMETRE = 1e7
 # ITU-R BT.601 luma weights, the usual RGB -> grey conversion
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 UNKNOWN_PIXEL_SIZE = float("nan")
+# Pillow colour modes that numpy would see as 3 or 4 channels of something other than RGB(A)
+PIL_COLOUR_MODES = ("CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa")
 
 
 class MicrographReadError(ValueError):
-    """A file could not be read as a single 2-D micrograph; the message names the file and the problem."""
+    """A file cannot be used as a single 2-D micrograph or mask; the message names the file and the problem."""
 
     def __init__(self, path: str | os.PathLike, problem: str) -> None:
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+class MaskShapeError(MicrographReadError):
+    """A mask does not have its image's height and width; the message names both files and shapes."""
 
 
 @dataclass
@@ -147,6 +153,31 @@ def _to_grey(array: np.ndarray, path: str | os.PathLike) -> tuple[np.ndarray, st
     )
 
 
+def _drop_singleton_axes(array: np.ndarray) -> np.ndarray:
+    """Drop length-1 page and sample axes ((1, H, W), (H, W, 1), (1, H, W, 3)), never the image's own height or
+    width: a one-row RGB image (1, W, 3) stays colour data."""
+    while array.ndim > 2 and array.shape[0] == 1 and not (array.ndim == 3 and array.shape[-1] in (3, 4)):
+        array = array[0]
+    while array.ndim > 2 and array.shape[-1] == 1:
+        array = array[..., 0]
+    return array
+
+
+def _check_values(array: np.ndarray, path: str | os.PathLike) -> None:
+    """Reject grey values no pipeline can use (complex, not finite); warn about a constant image."""
+    dtype = array.dtype
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating) or dtype == np.bool_):
+        raise MicrographReadError(path, f"holds {array.dtype} values: only integer or real grey values are supported")
+    if np.issubdtype(array.dtype, np.floating):
+        not_finite = int(np.count_nonzero(~np.isfinite(array)))
+        if not_finite:
+            raise MicrographReadError(
+                path, f"holds {not_finite} pixels that are not finite numbers (NaN or infinity): replace them first"
+            )
+    if array.min() == array.max():
+        logger.warning("%s: every pixel has the value %s (a blank, constant image)", path, array.flat[0])
+
+
 def _source_max(dtype: np.dtype) -> float:
     if dtype == np.bool_:
         return 1.0
@@ -183,13 +214,13 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
                     break
     except MicrographReadError:
         raise
-    except (tifffile.TiffFileError, ValueError, OSError, IndexError, EOFError) as exc:
+    except Exception as exc:  # a decoder fed a damaged file raises almost anything (struct.error, KeyError, ...)
         raise MicrographReadError(path, f"is not a readable TIFF (truncated or corrupt?): {exc}") from exc
     return array, meta
 
 
 def _read_with_pil(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as image:
@@ -201,10 +232,12 @@ def _read_with_pil(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
                 image, conversion = image.convert("RGBA" if "transparency" in image.info else "RGB"), "palette"
             elif image.mode in ("LA",):
                 image = image.convert("L")
+            elif image.mode in PIL_COLOUR_MODES:  # CMYK or YCbCr JPEG, ...: RGB first, then grey
+                image = image.convert("RGB")
             array = np.asarray(image)
     except MicrographReadError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except Exception as exc:  # UnidentifiedImageError, OSError, SyntaxError, struct.error, ...
         raise MicrographReadError(path, f"is not a readable image (truncated or not an image?): {exc}") from exc
     return array, {"colour_conversion": conversion}
 
@@ -223,6 +256,8 @@ def read_micrograph(path: str | os.PathLike, pixel_size_nm: float | None = None)
         MicrographReadError: the file is missing, empty, truncated, not an image, or not a single 2-D image.
     """
     path = Path(path)
+    if path.is_dir():
+        raise MicrographReadError(path, "is a folder, not an image file")
     if not path.is_file():
         raise MicrographReadError(path, "no such file")
     if path.stat().st_size == 0:
@@ -236,13 +271,14 @@ def read_micrograph(path: str | os.PathLike, pixel_size_nm: float | None = None)
         array, meta = _read_with_pil(path)
     else:
         raise MicrographReadError(path, f"unsupported file type {suffix!r}: expected one of {MICROGRAPH_SUFFIXES}")
-    array, grey_conversion = _to_grey(np.squeeze(array) if array.ndim > 2 and 1 in array.shape else array, path)
+    array, grey_conversion = _to_grey(_drop_singleton_axes(array), path)
     if meta["colour_conversion"] == "none":
         meta["colour_conversion"] = grey_conversion
     if meta["colour_conversion"] != "none":
         logger.info("%s: %s image converted to one grey channel", path, meta["colour_conversion"])
     if array.ndim != 2 or min(array.shape) == 0:
         raise MicrographReadError(path, f"holds an array of shape {tuple(array.shape)}: expected one 2-D image")
+    _check_values(array, path)
     if pixel_size_nm is not None:
         if not (math.isfinite(pixel_size_nm) and pixel_size_nm > 0):
             raise ValueError(f"pixel_size_nm must be positive, got {pixel_size_nm}.")

@@ -238,7 +238,8 @@ def test_epoch_summary_reads_the_loss_from_a_list_output(caplog):
     EpochSummaryHandler().attach(trainer)
     with caplog.at_level(logging.INFO, logger="rformer_monai.training"):
         trainer.run([0, 1], max_epochs=1)
-    assert "train loss 0.2500" in caplog.records[-1].getMessage()
+    summaries = [r.getMessage() for r in caplog.records if r.name == "rformer_monai.training"]
+    assert len(summaries) == 1 and "train loss 0.2500" in summaries[0]
 
 
 def test_checkpoint_saver_and_resume_round_trip(tmp_path):
