@@ -1,10 +1,12 @@
 """Particle analysis: separation of a binary mask into particles, their sizes in nm, size
 distributions, figures and the per-image and per-run output files."""
 
+from rformer_monai.analysis.handlers import ParticleAnalysisHandler
 from rformer_monai.analysis.outputs import (
     ECD_VALUES_KEY,
     LABELS_SUFFIX,
     OVERLAY_SUFFIX,
+    PARTICLE_OUTPUT_SUFFIXES,
     PARTICLES_SUFFIX,
     POOLED_ROW_NAME,
     PSD_SUFFIX,
@@ -48,6 +50,8 @@ __all__ = [
     "DEFAULT_SMOOTHING_SIGMA_PX",
     "ECD_VALUES_KEY",
     "LABELS_SUFFIX",
+    "PARTICLE_OUTPUT_SUFFIXES",
+    "ParticleAnalysisHandler",
     "OVERLAY_SUFFIX",
     "PARTICLES_SUFFIX",
     "PARTICLE_COLUMNS",

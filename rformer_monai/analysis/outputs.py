@@ -62,6 +62,8 @@ LABELS_SUFFIX = "_labels.tif"
 PARTICLES_SUFFIX = "_particles.csv"
 OVERLAY_SUFFIX = "_overlay.png"
 PSD_SUFFIX = "_psd.png"
+# the files analyse_mask writes for every image, as suffixes of <stem>
+PARTICLE_OUTPUT_SUFFIXES = (LABELS_SUFFIX, PARTICLES_SUFFIX, OVERLAY_SUFFIX, PSD_SUFFIX)
 SUMMARY_CSV_NAME = "summary.csv"
 SIZE_DISTRIBUTION_NAME = "size_distribution.png"
 POOLED_ROW_NAME = "pooled"

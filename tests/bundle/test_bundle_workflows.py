@@ -154,6 +154,14 @@ def test_inference_writes_full_size_masks_for_any_size(tmp_path):
         assert mask.shape == size
         assert mask.dtype == np.uint8
         assert set(np.unique(mask)) <= {0, 255}
+        labels = tifffile.imread(tmp_path / "out" / f"{name}_labels.tif")
+        assert labels.shape == size
+        assert ((labels > 0) <= (mask > 0)).all()  # particles lie inside the mask
+        for suffix in ("_particles.csv", "_overlay.png", "_psd.png"):
+            assert (tmp_path / "out" / f"{name}{suffix}").is_file()
+    summary = (tmp_path / "out" / "summary.csv").read_text().splitlines()
+    assert summary[0].startswith("stem,particle_count")
+    assert {line.split(",")[0] for line in summary[1:]} == {*sizes, "pooled"}
 
 
 def test_inference_without_weights_is_a_clear_error(tmp_path):

@@ -1,0 +1,86 @@
+"""Particle analysis inside the bundle's inference: an ignite handler on the evaluator that turns every
+predicted mask into counted, measured particles and writes the run's size-distribution summary."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ignite.engine import Engine, Events
+from monai.data import MetaTensor
+
+from rformer_monai.analysis.outputs import ECD_VALUES_KEY, analyse_mask, write_run_summary
+from rformer_monai.transforms.array import DATA_BAR_ROWS_KEY
+from rformer_monai.transforms.io import pixel_size_from_meta, read_micrograph
+
+logger = logging.getLogger(__name__)
+
+
+class ParticleAnalysisHandler:
+    """Analyse the particles of every predicted mask an evaluator produces.
+
+    Per image ``<stem>``: ``<stem>_labels.tif``, ``<stem>_particles.csv``, ``<stem>_overlay.png`` and
+    ``<stem>_psd.png`` (see :func:`rformer_monai.analysis.analyse_mask`); when the run completes,
+    ``summary.csv`` and ``size_distribution.png`` over the images analysed in this run.
+
+    Expects per-sample dicts in ``engine.state.output`` holding ``pred_key``: the particle probability
+    (1, H, W) at the input's full size (after ``Invertd``) whose meta names the source file and carries
+    ``pixel_size_nm`` and ``data_bar_rows``.
+
+    Args:
+        output_dir: folder of the outputs.
+        threshold: probability above which a pixel is particle.
+        pred_key: key of the probability map.
+        separation: keyword arguments of :func:`rformer_monai.analysis.separate_particles`.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        threshold: float = 0.5,
+        pred_key: str = "pred",
+        separation: dict[str, Any] | None = None,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.threshold = threshold
+        self.pred_key = pred_key
+        self.separation = dict(separation or {})
+        self.rows: list[dict[str, Any]] = []
+
+    def attach(self, engine: Engine) -> None:
+        """Attach to an evaluator."""
+        engine.add_event_handler(Events.STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._analyse)
+        engine.add_event_handler(Events.COMPLETED, self._summarise)
+
+    def _reset(self, engine: Engine) -> None:
+        self.rows = []
+
+    def _analyse(self, engine: Engine) -> None:
+        for sample in engine.state.output:
+            prediction = sample[self.pred_key]
+            if not isinstance(prediction, MetaTensor) or "filename_or_obj" not in prediction.meta:
+                raise ValueError(f"{self.pred_key!r} must be a MetaTensor whose meta names its source file.")
+            source = str(prediction.meta["filename_or_obj"])
+            probability = prediction.detach().cpu().float().numpy()[0]
+            row = analyse_mask(
+                mask=probability > self.threshold,
+                image=read_micrograph(source).array,
+                pixel_size_nm=pixel_size_from_meta(prediction.meta),
+                output_dir=self.output_dir,
+                stem=Path(source).stem,
+                data_bar_rows=int(prediction.meta.get(DATA_BAR_ROWS_KEY, 0)),
+                **self.separation,
+            )
+            self.rows.append(row)
+
+    def _summarise(self, engine: Engine) -> None:
+        if not self.rows:
+            logger.info("no new images analysed: run summary not rewritten")
+            return
+        write_run_summary(self.rows, [np.asarray(row[ECD_VALUES_KEY]) for row in self.rows], self.output_dir)
+        count = sum(int(row["particle_count"]) for row in self.rows)
+        logger.info("%d particles in %d images; summary in %s", count, len(self.rows), self.output_dir)
