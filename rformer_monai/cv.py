@@ -109,7 +109,7 @@ def train_and_evaluate_fold(
                 "output_dir": str(fold_dir / "overlays"),
                 "max_images": 2,
             },
-            "validate#handlers": ["@validate#report_handler", "@validate#overlay_handler"],
+            "validate#handlers": ["@validate#report_handler", "@validate#instance_handler", "@validate#overlay_handler"],
         },
     )
     evaluate.run()
