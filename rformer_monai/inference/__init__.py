@@ -1,0 +1,42 @@
+"""Inference beyond the bundle's whole-image loop: micrographs of any size in blocks streamed from and to disk,
+and test-time augmentation. ``python -m rformer_monai.inference`` runs it with a bundle's network."""
+
+from rformer_monai.inference.blocks import (
+    DEFAULT_BLOCK_SIZE,
+    Block,
+    IntensityStatistics,
+    data_bar_rows,
+    intensity_statistics,
+    iter_block_probabilities,
+    normalise_block,
+    plan_blocks,
+    predict_probability,
+    segment_large_micrograph,
+    stitching_options,
+    window_stride,
+)
+from rformer_monai.inference.bundle import BundleInference, load_bundle_inference
+from rformer_monai.inference.sources import MicrographSource, open_micrograph
+from rformer_monai.inference.tta import TTA_MODES, DihedralTTA, with_tta
+
+__all__ = [
+    "DEFAULT_BLOCK_SIZE",
+    "TTA_MODES",
+    "Block",
+    "BundleInference",
+    "DihedralTTA",
+    "IntensityStatistics",
+    "MicrographSource",
+    "data_bar_rows",
+    "intensity_statistics",
+    "iter_block_probabilities",
+    "load_bundle_inference",
+    "normalise_block",
+    "open_micrograph",
+    "plan_blocks",
+    "predict_probability",
+    "segment_large_micrograph",
+    "stitching_options",
+    "window_stride",
+    "with_tta",
+]

@@ -1,0 +1,85 @@
+"""``python -m rformer_monai.inference``: the bundle's network on micrographs of any size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from inference_helpers import TINY_CHANNELS, TINY_DECODER, TINY_FUSION_STRIDE, particles_image
+
+from rformer_monai.inference import DihedralTTA, load_bundle_inference, segment_large_micrograph
+from rformer_monai.inference.__main__ import main
+
+BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "residualformer_sem"
+TINY_OVERRIDES = [
+    f"network_def#channels={list(TINY_CHANNELS)}",
+    f"network_def#decoder_channels={TINY_DECODER}",
+    f"network_def#fusion_stride={TINY_FUSION_STRIDE}",
+    "roi_size=[64,64]",
+]
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path, tiny_net) -> Path:
+    path = tmp_path / "model.pt"
+    torch.save(tiny_net.state_dict(), path)
+    return path
+
+
+def test_segments_a_folder_like_the_python_function(tmp_path, checkpoint, write_micrograph, tiny_net):
+    write_micrograph("a.tif", particles_image((300, 260), bar_rows=20))
+    write_micrograph("nested/b.tif", particles_image((150, 170), seed=2), compression="zlib")
+    output = tmp_path / "masks"
+    arguments = [str(tmp_path / "inputs"), str(output), "--bundle_root", str(BUNDLE), "--ckpt_path", str(checkpoint)]
+    assert main([*arguments, "--device", "cpu", "--block_size", "64", "--override", *TINY_OVERRIDES]) == 0
+    assert sorted(path.name for path in output.iterdir()) == ["a_mask.tif", "b_mask.tif"]
+
+    override = {
+        "ckpt_path": str(checkpoint),
+        "device": "cpu",
+        "roi_size": [64, 64],
+        "network_def#channels": list(TINY_CHANNELS),
+        "network_def#decoder_channels": TINY_DECODER,
+        "network_def#fusion_stride": TINY_FUSION_STRIDE,
+    }
+    parts = load_bundle_inference(BUNDLE, override=override)
+    assert parts.inferer.roi_size == [64, 64] and parts.intensity == "zscore" and parts.device.type == "cpu"
+    assert not parts.network.training
+    expected = segment_large_micrograph(
+        tmp_path / "inputs" / "a.tif", tmp_path / "direct", tiny_net, parts.inferer, block_size=64, progress=False
+    )
+    np.testing.assert_array_equal(tifffile.imread(output / "a_mask.tif"), tifffile.imread(expected))
+
+
+def test_tta_flag(tmp_path, checkpoint, write_micrograph, monkeypatch):
+    write_micrograph("a.tif", particles_image((100, 90)))
+    seen = []
+    real = segment_large_micrograph
+
+    def spy(path, output_dir, network, *args, **kwargs):
+        seen.append(network)
+        return real(path, output_dir, network, *args, **kwargs)
+
+    monkeypatch.setattr("rformer_monai.inference.__main__.segment_large_micrograph", spy)
+    arguments = [str(tmp_path / "inputs"), str(tmp_path / "masks"), "--bundle_root", str(BUNDLE)]
+    options = ["--ckpt_path", str(checkpoint), "--device", "cpu", "--tta", "flips", "--override", *TINY_OVERRIDES]
+    assert main([*arguments, *options]) == 0
+    assert isinstance(seen[0], DihedralTTA) and seen[0].mode == "flips"
+
+
+def test_a_bad_input_does_not_stop_the_others(tmp_path, checkpoint, write_micrograph):
+    write_micrograph("good.tif", particles_image((100, 90)))
+    (tmp_path / "inputs" / "broken.tif").write_bytes(b"II*\x00garbage")
+    arguments = [str(tmp_path / "inputs"), str(tmp_path / "masks"), "--bundle_root", str(BUNDLE)]
+    assert main([*arguments, "--ckpt_path", str(checkpoint), "--device", "cpu", "--override", *TINY_OVERRIDES]) == 1
+    assert [path.name for path in (tmp_path / "masks").iterdir()] == ["good_mask.tif"]
+
+
+def test_missing_checkpoint_is_one_line(tmp_path, write_micrograph, capsys):
+    write_micrograph("a.tif", particles_image((100, 90)))
+    arguments = [str(tmp_path / "inputs"), str(tmp_path / "masks"), "--bundle_root", str(BUNDLE)]
+    assert main([*arguments, "--ckpt_path", str(tmp_path / "none.pt"), "--device", "cpu"]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
