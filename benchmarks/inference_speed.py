@@ -28,6 +28,8 @@ import time
 
 import torch
 
+from rformer_monai.inference.memory import peak_resident_bytes
+
 ROI_SIZE = (256, 256)
 OVERLAP = 0.25
 MODE = "gaussian"
@@ -40,7 +42,6 @@ MODELS = {
     "basicunet": "MONAI BasicUNet",
 }
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-KIB = 1024
 TABLE_HEADER = (
     "| device | model | params (M) | GMACs / window | image (W x H) | MP/s | ms / window | peak memory (GB) | note |\n"
     "|---|---|---|---|---|---|---|---|---|"
@@ -70,21 +71,6 @@ def window_count(shape: tuple[int, int]) -> int:
 
     interval = _get_scan_interval(shape, ROI_SIZE, len(shape), (OVERLAP,) * len(shape))
     return len(dense_patch_slices(shape, ROI_SIZE, interval))
-
-
-def peak_resident_bytes() -> int:
-    """This process's peak resident memory (VmHWM; ru_maxrss where there is no /proc)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * KIB
-    except OSError:
-        pass
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * KIB
 
 
 # ------------------------------------------------------------------ one case, in its own process

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rformer_monai.engines.settings import parse_override
 from rformer_monai.metrics.segmentation import (
     SCORE_NAMES,
     ConfusionCounts,
@@ -274,17 +275,6 @@ def compare(summary_dirs: Sequence[Path], output: Path) -> str:
     return table
 
 
-def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for pair in pairs:
-        key, separator, value = pair.partition("=")
-        if not separator:
-            raise ValueError(f"--set expects key=value, got {pair!r}.")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -301,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--folds", type=int, nargs="*", help="only these folds (default: all)")
         sub.add_argument("--name", help="the method's name in reports (default: the output folder's name)")
     run.add_argument("--config", action="append", default=[], help="override file merged onto the bundle configs")
-    run.add_argument("--set", action="append", default=[], help="key=value override (JSON value), e.g. max_epochs=20")
+    run.add_argument("--set", action="append", default=[], type=parse_override, help="key=value override (JSON value), e.g. max_epochs=20")
     baseline.add_argument("--method", choices=("otsu", "fixed_threshold"), required=True)
     comparison = commands.add_parser("compare", help="side-by-side markdown table of cross-validations")
     comparison.add_argument("folders", nargs="+", type=Path)
@@ -322,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             evaluate_baseline_fold(args.method, args.dataset_dir, _fold_dir(args.output_dir, fold), fold, args.num_folds, args.seed)
         summarize(args.output_dir, name, {"method": args.method})
         return 0
-    overrides = {"num_folds": args.num_folds, "seed": args.seed, **_parse_overrides(args.set)}
+    overrides = {"num_folds": args.num_folds, "seed": args.seed, **dict(args.set)}
     for fold in folds:
         logger.info("fold %d of %d", fold, args.num_folds)
         train_and_evaluate_fold(fold, args.dataset_dir, args.output_dir, args.config, overrides)

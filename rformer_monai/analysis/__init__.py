@@ -1,7 +1,10 @@
 """Particle analysis: separation of a binary mask into particles, their sizes in nm, size
 distributions, figures and the per-image and per-run output files."""
 
-from rformer_monai.analysis.handlers import InstanceEvaluationHandler, ParticleAnalysisHandler
+from rformer_monai.analysis.handlers import (
+    InstanceEvaluationHandler,
+    ParticleAnalysisHandler,
+)
 from rformer_monai.analysis.outputs import (
     ECD_VALUES_KEY,
     LABELS_SUFFIX,

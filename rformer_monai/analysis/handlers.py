@@ -13,7 +13,11 @@ import numpy as np
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 
-from rformer_monai.analysis.outputs import ECD_VALUES_KEY, analyse_mask, write_run_summary
+from rformer_monai.analysis.outputs import (
+    ECD_VALUES_KEY,
+    analyse_mask,
+    write_run_summary,
+)
 from rformer_monai.analysis.particles import separate_particles
 from rformer_monai.metrics.instances import (
     DEFAULT_IOU_THRESHOLD,

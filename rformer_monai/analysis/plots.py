@@ -14,8 +14,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib import patheffects
+from matplotlib import colormaps, patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle

@@ -1,8 +1,17 @@
 """Datasets: discovery of image/mask pairs, k-fold splits, the synthetic SEM generator."""
 
-from rformer_monai.data.discovery import DatasetLayoutError, discover_pairs, find_micrographs
+from rformer_monai.data.discovery import (
+    DatasetLayoutError,
+    discover_pairs,
+    find_micrographs,
+)
 from rformer_monai.data.sources import inference_datalist, labelled_pairs, load_fold
-from rformer_monai.data.splits import assign_folds, read_datalist, split_fold, write_datalist
+from rformer_monai.data.splits import (
+    assign_folds,
+    read_datalist,
+    split_fold,
+    write_datalist,
+)
 from rformer_monai.data.synthetic import make_synthetic_dataset, render_micrograph
 
 __all__ = [

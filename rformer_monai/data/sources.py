@@ -5,7 +5,11 @@ from __future__ import annotations
 import logging
 import os
 
-from rformer_monai.data.discovery import DatasetLayoutError, discover_pairs, find_micrographs
+from rformer_monai.data.discovery import (
+    DatasetLayoutError,
+    discover_pairs,
+    find_micrographs,
+)
 from rformer_monai.data.splits import assign_folds, split_fold
 from rformer_monai.data.synthetic import make_synthetic_dataset
 

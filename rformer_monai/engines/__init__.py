@@ -15,7 +15,11 @@ from rformer_monai.engines.errors import (
     find_user_error,
     install_error_reporting,
 )
-from rformer_monai.engines.handlers import EpochSummaryHandler, PredictionOverlayHandler, save_prediction_overlay
+from rformer_monai.engines.handlers import (
+    EpochSummaryHandler,
+    PredictionOverlayHandler,
+    save_prediction_overlay,
+)
 from rformer_monai.engines.reproducibility import ReseedEachEpoch, epoch_seed
 from rformer_monai.engines.robust import (
     FailureLog,

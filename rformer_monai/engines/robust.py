@@ -25,9 +25,20 @@ from monai.engines import SupervisedEvaluator
 from monai.utils import ensure_tuple
 
 from rformer_monai.data.discovery import DatasetLayoutError
-from rformer_monai.engines.errors import FailedInputsError, describe_error, find_user_error, one_line
+from rformer_monai.engines.errors import (
+    FailedInputsError,
+    describe_error,
+    find_user_error,
+    one_line,
+)
 from rformer_monai.engines.settings import as_bool
-from rformer_monai.engines.writers import MASK_SUFFIX, PROBABILITY_SUFFIX, output_stem, partial_writes, write_atomic
+from rformer_monai.engines.writers import (
+    MASK_SUFFIX,
+    PROBABILITY_SUFFIX,
+    output_stem,
+    partial_writes,
+    write_atomic,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,8 @@ deep inside a network or a trainer.
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import numbers
 from collections.abc import Callable
@@ -111,3 +113,19 @@ def check_settings(**settings: Any) -> None:
             problems.append(f"setting '{name}' must be {expected}, got {value!r} ({type(value).__name__})")
     if problems:
         raise SettingsError("; ".join(problems))
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """A command-line override ``KEY=VALUE`` as ``(key, value)``, the value read as JSON where it parses
+    (``network_def#fusion_stride=4``, ``roi_size=[128,128]``) and kept as a string otherwise.
+
+    Raises:
+        argparse.ArgumentTypeError: ``text`` is not of the form ``KEY=VALUE``; argparse shows the message.
+    """
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"override must look like KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value

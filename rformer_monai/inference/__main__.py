@@ -12,7 +12,6 @@ intensity normalisation, data-bar setting and threshold come from the bundle's i
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -23,6 +22,7 @@ import torch
 
 from rformer_monai.data import inference_datalist
 from rformer_monai.engines.checkpoints import CheckpointError
+from rformer_monai.engines.settings import parse_override
 from rformer_monai.inference.blocks import DEFAULT_BLOCK_SIZE, segment_large_micrograph
 from rformer_monai.inference.bundle import load_bundle_inference
 from rformer_monai.inference.tta import TTA_MODES, with_tta
@@ -33,15 +33,6 @@ logger = logging.getLogger("rformer_monai.inference")
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def _override(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` with VALUE read as JSON where it parses (``network_def#fusion_stride=4``), else a string."""
-    key, separator, value = text.partition("=")
-    if not separator or not key:
-        raise argparse.ArgumentTypeError(f"override must look like KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default torch's choice)")
     parser.add_argument("--scratch_dir", type=Path, help="where compressed TIFFs are decoded (default OUT)")
     parser.add_argument(
-        "--override", nargs="*", type=_override, default=[], metavar="KEY=VALUE",
+        "--override", nargs="*", type=parse_override, default=[], metavar="KEY=VALUE",
         help="config overrides, e.g. network_def#fusion_stride=4 sw_batch_size=8",
     )
     return parser

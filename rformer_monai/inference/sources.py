@@ -24,7 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rformer_monai.transforms.io import TIFF_SUFFIXES, MicrographReadError, _to_grey, read_micrograph
+from rformer_monai.transforms.io import (
+    TIFF_SUFFIXES,
+    MicrographReadError,
+    _to_grey,
+    read_micrograph,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,12 @@ from rformer_monai.sharing.distributed import (
     main_rank_first,
 )
 from rformer_monai.sharing.metadata import check_metadata, metadata_problems
-from rformer_monai.sharing.onnx import OnnxRuntimeNetwork, export_bundle_onnx, export_onnx, read_onnx_properties
+from rformer_monai.sharing.onnx import (
+    OnnxRuntimeNetwork,
+    export_bundle_onnx,
+    export_onnx,
+    read_onnx_properties,
+)
 from rformer_monai.sharing.package import (
     PackedBundle,
     UnsafeArchiveError,

@@ -9,26 +9,24 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rformer_monai.engines.settings import parse_override
 from rformer_monai.sharing.metadata import check_metadata
-from rformer_monai.sharing.onnx import DEFAULT_EXAMPLE_SHAPE, DEFAULT_OPSET, export_bundle_onnx
-from rformer_monai.sharing.package import METADATA_PATH, fetch_bundle, pack_bundle, read_checksum_file
-
-
-def _override(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` with VALUE read as JSON where it parses (``network_def#channels=[4,8,16,32]``), else a string."""
-    key, separator, value = text.partition("=")
-    if not separator or not key:
-        raise argparse.ArgumentTypeError(f"override must look like KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+from rformer_monai.sharing.onnx import (
+    DEFAULT_EXAMPLE_SHAPE,
+    DEFAULT_OPSET,
+    export_bundle_onnx,
+)
+from rformer_monai.sharing.package import (
+    METADATA_PATH,
+    fetch_bundle,
+    pack_bundle,
+    read_checksum_file,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     onnx.add_argument("--example_shape", nargs=4, type=int, default=list(DEFAULT_EXAMPLE_SHAPE), metavar="N")
     onnx.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     onnx.add_argument(
-        "--override", nargs="*", type=_override, default=[], metavar="KEY=VALUE", help="config overrides"
+        "--override", nargs="*", type=parse_override, default=[], metavar="KEY=VALUE", help="config overrides"
     )
 
     check = commands.add_parser("check", help="check metadata.json against the bundle specification (offline)")

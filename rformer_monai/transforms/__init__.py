@@ -2,7 +2,12 @@
 
 from rformer_monai.transforms.array import BinarizeMask, CropDataBar, LoadMicrograph
 from rformer_monai.transforms.databar import detect_data_bar
-from rformer_monai.transforms.dictionary import BinarizeMaskd, CheckSameShaped, CropDataBard, LoadMicrographd
+from rformer_monai.transforms.dictionary import (
+    BinarizeMaskd,
+    CheckSameShaped,
+    CropDataBard,
+    LoadMicrographd,
+)
 from rformer_monai.transforms.io import (
     MaskShapeError,
     MicrographReader,

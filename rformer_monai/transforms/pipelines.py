@@ -24,7 +24,12 @@ from monai.transforms import (
     SpatialPadd,
 )
 
-from rformer_monai.transforms.dictionary import BinarizeMaskd, CheckSameShaped, CropDataBard, LoadMicrographd
+from rformer_monai.transforms.dictionary import (
+    BinarizeMaskd,
+    CheckSameShaped,
+    CropDataBard,
+    LoadMicrographd,
+)
 
 IMAGE_KEY = "image"
 LABEL_KEY = "label"

@@ -25,7 +25,10 @@ from rformer_monai.analysis import (
     write_run_summary,
 )
 from rformer_monai.analysis.particles import measure_particles
-from rformer_monai.data.synthetic import SYNTHETIC_PIXEL_SIZE_NM, render_micrograph_instances
+from rformer_monai.data.synthetic import (
+    SYNTHETIC_PIXEL_SIZE_NM,
+    render_micrograph_instances,
+)
 
 IMAGE_SIZE = (200, 256)
 DATA_BAR_ROWS = 24

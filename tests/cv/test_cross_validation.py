@@ -10,7 +10,11 @@ import pytest
 import tifffile
 
 from rformer_monai import cv
-from rformer_monai.baselines import best_fixed_threshold, evaluate_baseline_fold, otsu_mask
+from rformer_monai.baselines import (
+    best_fixed_threshold,
+    evaluate_baseline_fold,
+    otsu_mask,
+)
 from rformer_monai.data.synthetic import render_micrograph
 
 TINY = {

@@ -20,7 +20,13 @@ from rformer_monai.data.discovery import (
     find_micrographs,
 )
 from rformer_monai.data.sources import inference_datalist, labelled_pairs, load_fold
-from rformer_monai.data.splits import FOLD_KEY, assign_folds, read_datalist, split_fold, write_datalist
+from rformer_monai.data.splits import (
+    FOLD_KEY,
+    assign_folds,
+    read_datalist,
+    split_fold,
+    write_datalist,
+)
 
 
 def touch(path: Path) -> Path:

@@ -10,7 +10,6 @@ measured is that of block streaming, which does not depend on the network.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 
@@ -19,21 +18,7 @@ from monai.inferers import SlidingWindowInferer
 from torch import nn
 
 from rformer_monai.inference import segment_large_micrograph
-
-KIB = 1024
-
-
-def peak_resident_bytes() -> int:
-    """VmHWM from /proc (Linux), else ru_maxrss (KiB on Linux, bytes on macOS)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * KIB
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * KIB
+from rformer_monai.inference.memory import peak_resident_bytes
 
 
 def main(image: str, output_dir: str, block_size: str) -> None:

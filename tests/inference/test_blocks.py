@@ -19,7 +19,11 @@ from inference_helpers import (
     whole_image_probability,
 )
 from monai.data.utils import dense_patch_slices
-from monai.inferers import SimpleInferer, SlidingWindowInferer, SlidingWindowInfererAdapt
+from monai.inferers import (
+    SimpleInferer,
+    SlidingWindowInferer,
+    SlidingWindowInfererAdapt,
+)
 from monai.inferers.utils import _get_scan_interval
 from PIL import Image
 from torch import nn
@@ -37,7 +41,11 @@ from rformer_monai.inference import (
     stitching_options,
     window_stride,
 )
-from rformer_monai.transforms import MicrographReadError, detect_data_bar, intensity_transform
+from rformer_monai.transforms import (
+    MicrographReadError,
+    detect_data_bar,
+    intensity_transform,
+)
 
 PROBABILITY_TOLERANCE = 1e-5
 """Largest probability difference allowed between block streaming and whole-image inference (float32 rounding:

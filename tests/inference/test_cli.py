@@ -8,9 +8,18 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from inference_helpers import TINY_CHANNELS, TINY_DECODER, TINY_FUSION_STRIDE, particles_image
+from inference_helpers import (
+    TINY_CHANNELS,
+    TINY_DECODER,
+    TINY_FUSION_STRIDE,
+    particles_image,
+)
 
-from rformer_monai.inference import DihedralTTA, load_bundle_inference, segment_large_micrograph
+from rformer_monai.inference import (
+    DihedralTTA,
+    load_bundle_inference,
+    segment_large_micrograph,
+)
 from rformer_monai.inference.__main__ import main
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "residualformer_sem"

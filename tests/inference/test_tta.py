@@ -8,11 +8,22 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from inference_helpers import TINY_CHANNELS, TINY_DECODER, TINY_FUSION_STRIDE, context_network, particles_image
+from inference_helpers import (
+    TINY_CHANNELS,
+    TINY_DECODER,
+    TINY_FUSION_STRIDE,
+    context_network,
+    particles_image,
+)
 from monai.bundle import ConfigParser
 from torch import nn
 
-from rformer_monai.inference import TTA_MODES, DihedralTTA, segment_large_micrograph, with_tta
+from rformer_monai.inference import (
+    TTA_MODES,
+    DihedralTTA,
+    segment_large_micrograph,
+    with_tta,
+)
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "residualformer_sem"
 TTA_OVERRIDE = "$rformer_monai.inference.DihedralTTA(@network)"

@@ -11,9 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from robustness_helpers import CONFIGS, TINY_NETWORK, TINY_RUN, kill_when, last_stderr_line, run_bundle
 from monai.bundle import ConfigWorkflow
 from monai.data import DataLoader
+from robustness_helpers import (
+    CONFIGS,
+    TINY_NETWORK,
+    TINY_RUN,
+    kill_when,
+    last_stderr_line,
+    run_bundle,
+)
 
 from rformer_monai.data import DatasetLayoutError
 from rformer_monai.data.synthetic import render_micrograph

@@ -13,7 +13,12 @@ import torch
 from monai.data import load_net_with_metadata
 from sharing_helpers import TINY_NETWORK, run_inference, tiny_network, write_micrograph
 
-from rformer_monai.sharing import OnnxRuntimeNetwork, export_bundle_onnx, export_onnx, read_onnx_properties
+from rformer_monai.sharing import (
+    OnnxRuntimeNetwork,
+    export_bundle_onnx,
+    export_onnx,
+    read_onnx_properties,
+)
 
 PROBABILITY_TOLERANCE = 1e-4
 """Largest absolute particle-probability difference accepted between the PyTorch and the onnxruntime paths."""

@@ -18,7 +18,13 @@ from monai.apps.utils import HashCheckError, extractall
 from monai.bundle import download
 from sharing_helpers import run_inference, write_micrograph
 
-from rformer_monai.sharing import UnsafeArchiveError, fetch_bundle, pack_bundle, safe_extract, sha256_of
+from rformer_monai.sharing import (
+    UnsafeArchiveError,
+    fetch_bundle,
+    pack_bundle,
+    safe_extract,
+    sha256_of,
+)
 from rformer_monai.sharing.__main__ import main
 
 NAME = "residualformer_sem"

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rformer_monai.transforms.databar import MAX_ROWS_BELOW_BAR, MIN_BAR_ROWS, detect_data_bar
+from rformer_monai.transforms.databar import (
+    MAX_ROWS_BELOW_BAR,
+    MIN_BAR_ROWS,
+    detect_data_bar,
+)
 from rformer_monai.transforms.io import read_micrograph
 
 BAM_BAR_TOP_ROW = 712

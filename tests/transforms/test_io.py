@@ -11,7 +11,12 @@ import tifffile
 import torch
 from monai.data import MetaTensor
 
-from rformer_monai.transforms import LoadMicrograph, MicrographReader, MicrographReadError, pixel_size_from_meta
+from rformer_monai.transforms import (
+    LoadMicrograph,
+    MicrographReader,
+    MicrographReadError,
+    pixel_size_from_meta,
+)
 from rformer_monai.transforms.io import read_micrograph
 
 LUMA = np.array([0.299, 0.587, 0.114])
