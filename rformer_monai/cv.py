@@ -42,6 +42,7 @@ FOLD_METRICS = ("dice", "iou", "precision", "recall", "accuracy", "f1", "auc")
 MICROGRAPH_SHAPE = (768, 1024)  # the timing image: one SEM frame
 TILE_SHAPE = (256, 256)  # the complexity tile
 TIMING_REPEATS = 3
+OVERLAYS_PER_FOLD = 2
 
 
 def _fold_dir(output_dir: Path, fold: int) -> Path:
@@ -62,23 +63,8 @@ def _workflow(config_files: Sequence[Path | str], workflow_type: str, overrides:
     return workflow
 
 
-def train_and_evaluate_fold(
-    fold: int,
-    dataset_dir: str,
-    output_dir: Path,
-    extra_configs: Sequence[str] = (),
-    overrides: dict[str, Any] | None = None,
-) -> Path:
-    """Train on every fold but ``fold`` with the bundle's train.json, then evaluate on ``fold``.
-
-    Validation runs once, after the last epoch (``val_interval = max_epochs``), so that no epoch is
-    chosen on the held-out images.
-
-    Returns:
-        The fold's folder: ``model.pt``, ``history.csv``, ``metrics.json``/``.csv``, overlays.
-    """
-    fold_dir = _fold_dir(output_dir, fold)
-    common = {
+def _fold_overrides(fold: int, dataset_dir: str, fold_dir: Path, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    return {
         "bundle_root": str(fold_dir),
         "dataset_dir": dataset_dir,
         "fold": fold,
@@ -86,29 +72,64 @@ def train_and_evaluate_fold(
         "output_dir": str(fold_dir / "runs"),
         **(overrides or {}),
     }
-    train_configs = [BUNDLE_CONFIGS / "train.json", *extra_configs]
-    probe = _workflow(train_configs, "train", common)
-    max_epochs = probe.parser.get_parsed_content("max_epochs")
+
+
+def train_fold(
+    fold: int,
+    dataset_dir: str,
+    output_dir: Path,
+    extra_configs: Sequence[str] = (),
+    overrides: dict[str, Any] | None = None,
+) -> Path:
+    """Train on every fold but ``fold`` with the bundle's train.json; the weights land in the fold's folder.
+
+    Validation runs once, after the last epoch (``val_interval = max_epochs``), so that no epoch is
+    chosen on the held-out images.
+
+    Returns:
+        The fold's folder, holding ``model.pt`` and ``history.csv``.
+    """
+    fold_dir = _fold_dir(output_dir, fold)
     train = _workflow(
-        train_configs,
+        [BUNDLE_CONFIGS / "train.json", *extra_configs],
         "train",
-        {**common, "val_interval": max_epochs, "train#epoch_summary_handler#history_path": str(fold_dir / "history.csv")},
+        {
+            **_fold_overrides(fold, dataset_dir, fold_dir, overrides),
+            "val_interval": "@max_epochs",
+            "train#epoch_summary_handler#history_path": str(fold_dir / "history.csv"),
+        },
     )
     train.run()
     train.finalize()
+    return fold_dir
 
+
+def evaluate_fold(
+    fold: int,
+    dataset_dir: str,
+    output_dir: Path,
+    extra_configs: Sequence[str] = (),
+    overrides: dict[str, Any] | None = None,
+) -> Path:
+    """Score the fold's ``model.pt`` on its held-out images with the bundle's evaluate.json: pixel and
+    particle metrics, and overlays of the first images.
+
+    Returns:
+        The fold's folder, holding ``metrics.json``/``.csv``, ``instance_metrics.json`` and ``overlays/``.
+    """
+    fold_dir = _fold_dir(output_dir, fold)
     evaluate = _workflow(
         [BUNDLE_CONFIGS / "train.json", BUNDLE_CONFIGS / "evaluate.json", *extra_configs],
         "eval",
         {
-            **common,
+            **_fold_overrides(fold, dataset_dir, fold_dir, overrides),
             "ckpt_path": str(fold_dir / "model.pt"),
             "eval_dir": str(fold_dir),
             "validate#dataset#data": "$@datalists['validation']",
             "validate#overlay_handler": {
                 "_target_": "rformer_monai.engines.PredictionOverlayHandler",
                 "output_dir": str(fold_dir / "overlays"),
-                "max_images": 2,
+                "max_images": OVERLAYS_PER_FOLD,
             },
             "validate#handlers": ["@validate#report_handler", "@validate#instance_handler", "@validate#overlay_handler"],
         },
@@ -291,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--folds", type=int, nargs="*", help="only these folds (default: all)")
         sub.add_argument("--name", help="the method's name in reports (default: the output folder's name)")
     run.add_argument("--config", action="append", default=[], help="override file merged onto the bundle configs")
+    run.add_argument("--evaluate_only", action="store_true", help="re-score the folds' existing model.pt")
     run.add_argument("--set", action="append", default=[], type=parse_override, help="key=value override (JSON value), e.g. max_epochs=20")
     baseline.add_argument("--method", choices=("otsu", "fixed_threshold"), required=True)
     comparison = commands.add_parser("compare", help="side-by-side markdown table of cross-validations")
@@ -315,7 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {"num_folds": args.num_folds, "seed": args.seed, **dict(args.set)}
     for fold in folds:
         logger.info("fold %d of %d", fold, args.num_folds)
-        train_and_evaluate_fold(fold, args.dataset_dir, args.output_dir, args.config, overrides)
+        if not args.evaluate_only:
+            train_fold(fold, args.dataset_dir, args.output_dir, args.config, overrides)
+        evaluate_fold(fold, args.dataset_dir, args.output_dir, args.config, overrides)
     method = network_cost(args.config, {k: v for k, v in overrides.items() if k.startswith("network_def")})
     summarize(args.output_dir, name, method)
     return 0

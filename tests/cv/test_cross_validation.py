@@ -84,13 +84,17 @@ def test_summarize_without_folds_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_network_fold_trains_and_evaluates_through_the_bundle(tiny_dataset, tmp_path):
     output = tmp_path / "cv"
-    fold_dir = cv.train_and_evaluate_fold(0, str(tiny_dataset), output, overrides={**TINY, "max_epochs": 2})
+    fold_dir = cv.train_fold(0, str(tiny_dataset), output, overrides={**TINY, "max_epochs": 2})
+    assert (fold_dir / "model.pt").is_file()
+    assert cv.evaluate_fold(0, str(tiny_dataset), output, overrides=TINY) == fold_dir
     assert (fold_dir / "model.pt").is_file()
     history = (fold_dir / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,train_loss") and len(history) == 3
     metrics = json.loads((fold_dir / "metrics.json").read_text())
     assert metrics["pooled"]["num_images"] == 2  # the held-out half of four images
     assert list((fold_dir / "overlays").glob("*_overlay.png"))
+    instances = json.loads((fold_dir / "instance_metrics.json").read_text())
+    assert instances["pooled"]["true_count"] == sum(image["true_count"] for image in instances["per_image"])
     summary = cv.summarize(output, "tiny", {"parameters": 1})
     table = cv.compare([output], tmp_path / "comparison.md")
     assert "tiny" in table and f"{summary['mean']['dice']:.4f}" in table
