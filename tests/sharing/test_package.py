@@ -4,6 +4,7 @@ from there; checksums and path-traversal archives are refused without leaving fi
 from __future__ import annotations
 
 import functools
+import json
 import http.server
 import stat
 import threading
@@ -16,7 +17,7 @@ import pytest
 import tifffile
 from monai.apps.utils import HashCheckError, extractall
 from monai.bundle import download
-from sharing_helpers import run_inference, write_micrograph
+from sharing_helpers import BUNDLE, run_inference, write_micrograph
 
 from rformer_monai.sharing import (
     UnsafeArchiveError,
@@ -28,7 +29,7 @@ from rformer_monai.sharing import (
 from rformer_monai.sharing.__main__ import main
 
 NAME = "residualformer_sem"
-ARCHIVE = f"{NAME}_v0.1.0.zip"
+ARCHIVE = f"{NAME}_v{json.loads((BUNDLE / 'configs' / 'metadata.json').read_text())['version']}.zip"
 LEFT_OUT = (
     "runs/checkpoints/checkpoint_final.pt",
     "eval/metrics.json",
