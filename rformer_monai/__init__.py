@@ -2,6 +2,6 @@
 
 from rformer_monai import analysis, data, engines, metrics, networks, transforms
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["analysis", "data", "engines", "metrics", "networks", "transforms", "__version__"]
