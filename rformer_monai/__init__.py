@@ -1,7 +1,7 @@
 """rformer_monai: ResidualFormer nanoparticle segmentation and particle measurement, the MONAI way."""
 
-from rformer_monai import analysis, data, engines, metrics, networks, transforms
+from rformer_monai import analysis, data, engines, inference, metrics, networks, transforms
 
 __version__ = "0.2.0"
 
-__all__ = ["analysis", "data", "engines", "metrics", "networks", "transforms", "__version__"]
+__all__ = ["analysis", "data", "engines", "inference", "metrics", "networks", "transforms", "__version__"]
