@@ -140,20 +140,17 @@ def evaluate_fold(
 
 
 def network_cost(extra_configs: Sequence[str] = (), overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Parameters, GMACs per 256x256 tile and CPU seconds per 1024x768 micrograph (sliding window as in
-    inference.json) of the network that the given configs define."""
-    from monai.inferers import SlidingWindowInferer
+    """Parameters, GMACs per 256x256 tile and CPU seconds per 1024x768 micrograph (with inference.json's own
+    sliding-window inferer) of the network that the given configs define."""
+    from monai.bundle import ConfigParser
 
     from rformer_monai.networks.complexity import count_macs, count_parameters
 
-    parser = _workflow([BUNDLE_CONFIGS / "inference.json", *extra_configs], "infer", overrides or {}).parser
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in (BUNDLE_CONFIGS / "inference.json", *extra_configs)])
+    parser.update(overrides or {})
     network = parser.get_parsed_content("network_def").eval()
-    inferer = SlidingWindowInferer(
-        roi_size=parser.get_parsed_content("roi_size"),
-        sw_batch_size=parser.get_parsed_content("sw_batch_size"),
-        overlap=parser.get_parsed_content("sw_overlap"),
-        mode=parser.get_parsed_content("sw_mode"),
-    )
+    inferer = parser.get_parsed_content("inferer")
     image = torch.rand(1, 1, *MICROGRAPH_SHAPE, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         inferer(image, network)  # warm-up
