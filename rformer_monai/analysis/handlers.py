@@ -18,7 +18,7 @@ from rformer_monai.analysis.outputs import (
     analyse_mask,
     write_run_summary,
 )
-from rformer_monai.analysis.particles import separate_particles
+from rformer_monai.analysis.particles import cut_along_separation, separate_particles
 from rformer_monai.metrics.instances import (
     DEFAULT_IOU_THRESHOLD,
     InstanceMatches,
@@ -34,6 +34,17 @@ logger = logging.getLogger(__name__)
 
 INSTANCE_METRICS_NAME = "instance_metrics.json"
 PERCENT = 100.0
+SEPARATION_KEY = "pred_separation"  # where rformer_monai.transforms.SplitSeparationd puts a separation output
+
+
+def _probabilities(sample: dict[str, Any], pred_key: str, separation_key: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The (H, W) particle probability of a sample and, where the network has a separation output, the
+    probability cut along it (:func:`cut_along_separation`) that guides the watershed; else None."""
+    probability = sample[pred_key].detach().cpu().float().numpy()[0]
+    separation = sample.get(separation_key)
+    if separation is None:
+        return probability, None
+    return probability, cut_along_separation(probability, separation.detach().cpu().float().numpy()[0])
 
 
 class ParticleAnalysisHandler:
@@ -52,6 +63,8 @@ class ParticleAnalysisHandler:
         threshold: probability above which a pixel is particle.
         pred_key: key of the probability map.
         separation: keyword arguments of :func:`rformer_monai.analysis.separate_particles`.
+        separation_key: key of the separation-band probability of a network that has one (at full size,
+            like ``pred_key``); where a sample holds it, the watershed cuts along it.
     """
 
     def __init__(
@@ -60,11 +73,13 @@ class ParticleAnalysisHandler:
         threshold: float = 0.5,
         pred_key: str = "pred",
         separation: dict[str, Any] | None = None,
+        separation_key: str = SEPARATION_KEY,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.threshold = threshold
         self.pred_key = pred_key
         self.separation = dict(separation or {})
+        self.separation_key = separation_key
         self.rows: list[dict[str, Any]] = []
 
     def attach(self, engine: Engine) -> None:
@@ -82,9 +97,10 @@ class ParticleAnalysisHandler:
             if not isinstance(prediction, MetaTensor) or "filename_or_obj" not in prediction.meta:
                 raise ValueError(f"{self.pred_key!r} must be a MetaTensor whose meta names its source file.")
             source = str(prediction.meta["filename_or_obj"])
-            probability = prediction.detach().cpu().float().numpy()[0]
+            probability, cut = _probabilities(sample, self.pred_key, self.separation_key)
             row = analyse_mask(
                 mask=probability > self.threshold,
+                probability=cut,
                 image=read_micrograph(source).array,
                 pixel_size_nm=pixel_size_from_meta(prediction.meta),
                 output_dir=self.output_dir,
@@ -118,6 +134,8 @@ class InstanceEvaluationHandler:
         threshold: probability above which a pixel is particle.
         iou_threshold: IoU above which a predicted and a true particle match.
         separation: keyword arguments of :func:`separate_particles`.
+        separation_key: key of the separation-band probability of a network that has one; where a sample
+            holds it, the watershed cuts along it.
     """
 
     def __init__(
@@ -126,11 +144,13 @@ class InstanceEvaluationHandler:
         threshold: float = 0.5,
         iou_threshold: float = DEFAULT_IOU_THRESHOLD,
         separation: dict[str, Any] | None = None,
+        separation_key: str = SEPARATION_KEY,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.threshold = threshold
         self.iou_threshold = iou_threshold
         self.separation = dict(separation or {})
+        self.separation_key = separation_key
         self.per_image: list[dict[str, Any]] = []
         self.matches: list[InstanceMatches] = []
 
@@ -146,10 +166,10 @@ class InstanceEvaluationHandler:
     def _match(self, engine: Engine) -> None:
         for sample in engine.state.output:
             prediction = sample["pred"]
-            probability = prediction.detach().cpu().float().numpy()[0]
+            probability, cut = _probabilities(sample, "pred", self.separation_key)
             truth = sample["label"].detach().cpu().numpy()[0] > 0
             pixel_size_nm = pixel_size_from_meta(prediction.meta) if isinstance(prediction, MetaTensor) else None
-            predicted = separate_particles(probability > self.threshold, **self.separation)
+            predicted = separate_particles(probability > self.threshold, probability=cut, **self.separation)
             matches = match_instances(
                 predicted, instances_from_mask(truth), self.iou_threshold, pixel_size_nm=pixel_size_nm
             )

@@ -211,6 +211,23 @@ def _markers(
     return markers
 
 
+def cut_along_separation(probability: np.ndarray, separation: np.ndarray | None) -> np.ndarray:
+    """The particle probability lowered where a network's separation output says touching particles meet:
+    ``probability * (1 - separation)``, the ``probability`` of :func:`separate_particles` for such a
+    network; ``probability`` itself when ``separation`` is None.
+
+    Raises:
+        ValueError: when the two maps differ in shape.
+    """
+    probability = np.asarray(probability, dtype=np.float64)
+    if separation is None:
+        return probability
+    separation = np.asarray(separation, dtype=np.float64)
+    if separation.shape != probability.shape:
+        raise ValueError(f"separation must have the probability's shape {probability.shape}, got {separation.shape}.")
+    return probability * (1.0 - separation)
+
+
 def separate_particles(
     mask: np.ndarray,
     min_marker_distance_px: int = DEFAULT_MIN_MARKER_DISTANCE_PX,

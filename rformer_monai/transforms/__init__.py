@@ -1,12 +1,20 @@
 """MONAI transforms for SEM micrographs: loading, data-bar cropping, mask binarisation, pipelines."""
 
-from rformer_monai.transforms.array import BinarizeMask, CropDataBar, LoadMicrograph
+from rformer_monai.transforms.array import (
+    BinarizeMask,
+    CropDataBar,
+    LoadMicrograph,
+    SeparationBand,
+    separation_lines,
+)
 from rformer_monai.transforms.databar import detect_data_bar
 from rformer_monai.transforms.dictionary import (
     BinarizeMaskd,
     CheckSameShaped,
     CropDataBard,
     LoadMicrographd,
+    SeparationBandd,
+    SplitSeparationd,
 )
 from rformer_monai.transforms.io import (
     MaskShapeError,
@@ -33,11 +41,15 @@ __all__ = [
     "MaskShapeError",
     "MicrographReadError",
     "MicrographReader",
+    "SeparationBand",
+    "SeparationBandd",
+    "SplitSeparationd",
     "detect_data_bar",
     "inference_transforms",
     "intensity_transform",
     "pixel_size_from_meta",
     "read_micrograph",
+    "separation_lines",
     "train_transforms",
     "validation_transforms",
 ]

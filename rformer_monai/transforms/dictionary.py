@@ -10,8 +10,15 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, LoadImaged, MapTransform
 
-from rformer_monai.transforms.array import BinarizeMask, CropDataBar
+from rformer_monai.transforms.array import (
+    DEFAULT_SEPARATION_BAND_PX,
+    BinarizeMask,
+    CropDataBar,
+    SeparationBand,
+)
 from rformer_monai.transforms.io import MaskShapeError, MicrographReader
+
+SEPARATION_CHANNELS = 2  # particle probability and separation-band probability
 
 
 class LoadMicrographd(LoadImaged):
@@ -90,6 +97,51 @@ class BinarizeMaskd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.binarize(d[key])
+        return d
+
+
+class SeparationBandd(MapTransform):
+    """Append the separation band as a second channel to the masks under ``keys`` (see
+    :class:`SeparationBand`)."""
+
+    def __init__(
+        self, keys: KeysCollection, half_width_px: int = DEFAULT_SEPARATION_BAND_PX, allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.band = SeparationBand(half_width_px)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.band(d[key])
+        return d
+
+
+class SplitSeparationd(MapTransform):
+    """Split the output of a network with a separation channel: where the prediction under a key holds two
+    channels (particle, separation band), the second moves to ``<key><separation_postfix>`` and the key
+    keeps the first; a one-channel prediction is left as it is.
+
+    Args:
+        keys: predictions (C, H, W) with C = 1 or 2.
+        separation_postfix: appended to the key to name the separation channel.
+    """
+
+    def __init__(
+        self, keys: KeysCollection, separation_postfix: str = "_separation", allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.separation_postfix = separation_postfix
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            channels = d[key].shape[0]
+            if channels == SEPARATION_CHANNELS:
+                d[f"{key}{self.separation_postfix}"] = d[key][1:]
+                d[key] = d[key][:1]
+            elif channels != 1:
+                raise ValueError(f"{key!r} must hold 1 or {SEPARATION_CHANNELS} channels, got {channels}.")
         return d
 
 

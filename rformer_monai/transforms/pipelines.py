@@ -29,6 +29,7 @@ from rformer_monai.transforms.dictionary import (
     CheckSameShaped,
     CropDataBard,
     LoadMicrographd,
+    SeparationBandd,
 )
 
 IMAGE_KEY = "image"
@@ -82,6 +83,7 @@ def train_transforms(
     intensity: str = "zscore",
     crop_bottom: int | None = None,
     foreground_fraction: float = FOREGROUND_CROP_FRACTION,
+    separation_band_px: int | None = None,
 ) -> Compose:
     """The paper's training pipeline: crops sampling particles and background, flips, 90-degree rotations,
     brightness, contrast and zoom.
@@ -92,12 +94,17 @@ def train_transforms(
         intensity: ``"zscore"`` or ``"unit"``.
         crop_bottom: data-bar rows to crop; ``None`` detects the bar.
         foreground_fraction: fraction of crops centred on a particle pixel.
+        separation_band_px: when set, the label gains a second channel, the band of this half-width
+            around the lines separating touching particles (:class:`SeparationBandd`), for a network
+            with a separation output; None keeps the one-channel mask.
     """
     if not 0.0 <= foreground_fraction <= 1.0:
         raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}.")
     keys = [IMAGE_KEY, LABEL_KEY]
+    targets = [] if separation_band_px is None else [SeparationBandd(keys=LABEL_KEY, half_width_px=separation_band_px)]
     return Compose(
         load_transforms(with_label=True, intensity=intensity, crop_bottom=crop_bottom)
+        + targets
         + [
             SpatialPadd(keys=keys, spatial_size=roi_size),
             RandCropByPosNegLabeld(

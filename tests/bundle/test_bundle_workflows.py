@@ -164,6 +164,36 @@ def test_inference_writes_full_size_masks_for_any_size(tmp_path):
     assert {line.split(",")[0] for line in summary[1:]} == {*sizes, "pooled"}
 
 
+@pytest.mark.slow
+def test_separation_network_trains_evaluates_and_infers(tmp_path):
+    """configs/separation_band.json: a two-channel network trains on mask + band, is evaluated on the mask
+    channel, and inference writes one-channel masks and particle outputs."""
+    separation = Path(__file__).resolve().parents[2] / "configs" / "separation_band.json"
+    dataset = _write_dataset(tmp_path / "data", count=4, size=(96, 96))
+    bundle = tmp_path / "bundle"
+    override = {**TINY_NETWORK, **TINY_RUN, "bundle_root": str(bundle), "dataset_dir": str(dataset)}
+    train = _workflow([CONFIGS / "train.json", separation], "train", max_epochs=1, num_folds=2, crops_per_image=2, **override)
+    train.run()
+    train.finalize()
+    state = torch.load(bundle / "models" / "model.pt", weights_only=True)
+    assert state["decoder.head.weight"].shape[0] == 2
+
+    evaluate = _workflow([CONFIGS / "train.json", CONFIGS / "evaluate.json", separation], "eval", **override)
+    evaluate.run()
+    evaluate.finalize()
+    assert 0.0 <= json.loads((bundle / "eval" / "metrics.json").read_text())["pooled"]["dice"] <= 1.0
+    assert (bundle / "eval" / "instance_metrics.json").is_file()
+
+    infer = _workflow(
+        [CONFIGS / "inference.json", separation], "infer", **override, output_dir=str(tmp_path / "out")
+    )
+    infer.run()
+    infer.finalize()
+    mask = tifffile.imread(tmp_path / "out" / "tiny_0_mask.tif")
+    assert mask.shape == (96, 96) and set(np.unique(mask)) <= {0, 255}
+    assert tifffile.imread(tmp_path / "out" / "tiny_0_labels.tif").shape == (96, 96)
+
+
 def test_inference_without_weights_is_a_clear_error(tmp_path):
     (tmp_path / "in").mkdir()
     tifffile.imwrite(tmp_path / "in" / "a.tif", np.zeros((32, 32), np.uint8))

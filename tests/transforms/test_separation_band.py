@@ -1,0 +1,105 @@
+"""The separation-band target (a second label channel around the lines between touching particles) and the
+split of a two-channel prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from rformer_monai.transforms import (
+    SeparationBand,
+    SeparationBandd,
+    SplitSeparationd,
+    separation_lines,
+    train_transforms,
+)
+
+
+def two_squares_split_by_a_line() -> np.ndarray:
+    """20x30 mask: two 10x10 squares side by side, one background column (x = 15) between them."""
+    mask = np.zeros((20, 31), dtype=np.uint8)
+    mask[5:15, 5:15] = 1
+    mask[5:15, 16:26] = 1
+    return mask
+
+
+def test_lines_are_the_pixels_between_two_particles():
+    lines = separation_lines(two_squares_split_by_a_line())
+    # the column between the squares, and its two ends, which see both squares' corners
+    assert np.argwhere(lines).tolist() == [[row, 15] for row in range(4, 16)]
+
+
+def test_no_lines_around_a_lone_particle_or_between_distant_ones():
+    mask = np.zeros((30, 30), dtype=np.uint8)
+    mask[2:8, 2:8] = 1
+    mask[2:8, 10:16] = 1  # two columns apart: not touching
+    assert not separation_lines(mask).any()
+
+
+def test_diagonal_neighbours_are_two_particles_with_a_line():
+    mask = np.zeros((6, 6), dtype=np.uint8)
+    mask[1:3, 1:3] = 1
+    mask[3:5, 3:5] = 1  # touches the first square at one corner only: 4-connected, two particles
+    lines = separation_lines(mask)
+    assert lines[2, 3] and lines[3, 2]
+    assert lines.sum() == 2
+
+
+@pytest.mark.parametrize("half_width", [0, 1, 2])
+def test_band_is_the_line_widened_by_half_width(half_width):
+    mask = two_squares_split_by_a_line()
+    out = SeparationBand(half_width)(torch.as_tensor(mask[None], dtype=torch.float32))
+    assert out.shape == (2, *mask.shape) and out.dtype == torch.float32
+    assert torch.equal(out[0], torch.as_tensor(mask, dtype=torch.float32))
+    row = out[1, 10].numpy()  # a row through the middle of both squares
+    assert np.flatnonzero(row).tolist() == list(range(15 - half_width, 16 + half_width))
+
+
+def test_band_keeps_meta_and_dictionary_version_touches_only_its_keys():
+    mask = MetaTensor(torch.as_tensor(two_squares_split_by_a_line()[None], dtype=torch.float32), meta={"k": 1})
+    image = torch.ones(1, *mask.shape[1:])
+    out = SeparationBandd(keys="label", half_width_px=1)({"image": image, "label": mask})
+    assert isinstance(out["label"], MetaTensor) and out["label"].meta["k"] == 1
+    assert out["label"].shape[0] == 2 and out["image"] is image
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_band_rejects_bad_half_width(bad):
+    with pytest.raises(ValueError, match="half_width_px"):
+        SeparationBand(bad)
+
+
+def test_band_rejects_multichannel_mask():
+    with pytest.raises(ValueError, match=r"\(1, H, W\)"):
+        SeparationBand()(torch.zeros(2, 8, 8))
+
+
+def test_training_pipeline_crops_mask_and_band_together(write_tiff):
+    mask = np.tile(two_squares_split_by_a_line(), (4, 3)) * 255
+    image = np.where(mask > 0, 200, 40).astype(np.uint8)
+    files = {"image": str(write_tiff("pair.tif", image)), "label": str(write_tiff("pair_m.tif", mask.astype(np.uint8)))}
+    transforms = train_transforms(roi_size=(32, 32), num_samples=4, crop_bottom=0, separation_band_px=1)
+    transforms.set_random_state(seed=0)
+    for sample in transforms(files):
+        assert sample["label"].shape == (2, 32, 32)
+        label, band = sample["label"][0], sample["label"][1]
+        assert set(torch.unique(band).tolist()) <= {0.0, 1.0}
+        # the line itself is background in the mask and inside the band
+        assert not bool((separation_lines(label.numpy()) & (band.numpy() == 0)).any())
+
+
+def test_split_moves_the_second_channel_and_leaves_one_channel_alone():
+    two = torch.stack([torch.full((4, 4), 0.9), torch.full((4, 4), 0.2)])
+    split = SplitSeparationd(keys="pred")({"pred": two})
+    assert split["pred"].shape == (1, 4, 4) and split["pred_separation"].shape == (1, 4, 4)
+    assert torch.allclose(split["pred"], torch.full((1, 4, 4), 0.9))
+    assert torch.allclose(split["pred_separation"], torch.full((1, 4, 4), 0.2))
+    one = SplitSeparationd(keys="pred")({"pred": two[:1]})
+    assert set(one) == {"pred"}
+
+
+def test_split_rejects_other_channel_counts():
+    with pytest.raises(ValueError, match="1 or 2 channels"):
+        SplitSeparationd(keys="pred")({"pred": torch.zeros(3, 4, 4)})
