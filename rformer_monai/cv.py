@@ -118,14 +118,13 @@ def evaluate_fold(
         The fold's folder, holding ``metrics.json``/``.csv``, ``instance_metrics.json`` and ``overlays/``.
     """
     fold_dir = _fold_dir(output_dir, fold)
-    evaluate = _workflow(
-        [BUNDLE_CONFIGS / "train.json", BUNDLE_CONFIGS / "evaluate.json", *extra_configs],
-        "eval",
+    evaluate = fold_evaluation(
+        fold,
+        dataset_dir,
+        output_dir,
+        extra_configs,
         {
-            **_fold_overrides(fold, dataset_dir, fold_dir, overrides),
-            "ckpt_path": str(fold_dir / "model.pt"),
-            "eval_dir": str(fold_dir),
-            "validate#dataset#data": "$@datalists['validation']",
+            **(overrides or {}),
             "validate#overlay_handler": {
                 "_target_": "rformer_monai.engines.PredictionOverlayHandler",
                 "output_dir": str(fold_dir / "overlays"),
@@ -137,6 +136,29 @@ def evaluate_fold(
     evaluate.run()
     evaluate.finalize()
     return fold_dir
+
+
+def fold_evaluation(
+    fold: int,
+    dataset_dir: str,
+    output_dir: Path,
+    extra_configs: Sequence[str] = (),
+    overrides: dict[str, Any] | None = None,
+):
+    """The bundle's evaluate.json workflow (initialised, not run) on the fold's held-out images with the
+    fold's ``model.pt``; ``overrides`` (for example ``validate#handlers``) are applied last."""
+    fold_dir = _fold_dir(output_dir, fold)
+    return _workflow(
+        [BUNDLE_CONFIGS / "train.json", BUNDLE_CONFIGS / "evaluate.json", *extra_configs],
+        "eval",
+        {
+            **_fold_overrides(fold, dataset_dir, fold_dir, None),
+            "ckpt_path": str(fold_dir / "model.pt"),
+            "eval_dir": str(fold_dir),
+            "validate#dataset#data": "$@datalists['validation']",
+            **(overrides or {}),
+        },
+    )
 
 
 def network_cost(extra_configs: Sequence[str] = (), overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
 
 from rformer_monai import cv
 from rformer_monai.baselines import (
@@ -15,30 +13,6 @@ from rformer_monai.baselines import (
     evaluate_baseline_fold,
     otsu_mask,
 )
-from rformer_monai.data.synthetic import render_micrograph
-
-TINY = {
-    "network_def#channels": [4, 8, 16, 32],
-    "network_def#decoder_channels": 8,
-    "network_def#fusion_stride": 4,
-    "roi_size": [64, 64],
-    "num_workers": 0,
-    "device": "cpu",
-    "crops_per_image": 1,
-    "num_folds": 2,
-}
-
-
-@pytest.fixture
-def tiny_dataset(tmp_path: Path) -> Path:
-    root = tmp_path / "data"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for index in range(4):
-        image, mask = render_micrograph((96, 96), rng=index, mean_diameter_px=12.0)
-        tifffile.imwrite(root / "images" / f"s{index}.tif", image)
-        tifffile.imwrite(root / "masks" / f"s{index}_m.tif", mask)
-    return root
 
 
 def test_fixed_threshold_is_the_best_level_on_training_images():
@@ -82,11 +56,11 @@ def test_summarize_without_folds_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_network_fold_trains_and_evaluates_through_the_bundle(tiny_dataset, tmp_path):
+def test_network_fold_trains_and_evaluates_through_the_bundle(tiny_dataset, tiny_overrides, tmp_path):
     output = tmp_path / "cv"
-    fold_dir = cv.train_fold(0, str(tiny_dataset), output, overrides={**TINY, "max_epochs": 2})
+    fold_dir = cv.train_fold(0, str(tiny_dataset), output, overrides={**tiny_overrides, "max_epochs": 2})
     assert (fold_dir / "model.pt").is_file()
-    assert cv.evaluate_fold(0, str(tiny_dataset), output, overrides=TINY) == fold_dir
+    assert cv.evaluate_fold(0, str(tiny_dataset), output, overrides=tiny_overrides) == fold_dir
     assert (fold_dir / "model.pt").is_file()
     history = (fold_dir / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,train_loss") and len(history) == 3

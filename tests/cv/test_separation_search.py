@@ -1,0 +1,70 @@
+"""Choosing the particle-separation parameters on held-out predictions of the CV folds."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rformer_monai import cv
+from rformer_monai.separation_search import (
+    HeldOutPrediction,
+    collect_held_out_predictions,
+    score_separation,
+    search,
+    write_search,
+)
+
+SEPARATION_CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "separation_band.json")
+SMALL_GRID = {"min_marker_distance_px": (3,), "smoothing_sigma_px": (0.0, 1.0), "min_size_px": (10,), "marker_height_px": (0.25,)}
+
+
+def merged_pair(with_separation: bool = True) -> HeldOutPrediction:
+    """One 10x21 predicted block over two true 10x10 squares split by column 15; the separation output
+    is high on columns 14..16."""
+    probability = np.zeros((20, 31), dtype=np.float32)
+    probability[5:15, 5:26] = 0.9
+    truth = probability > 0
+    truth[:, 15] = False
+    separation = np.zeros_like(probability)
+    separation[5:15, 14:17] = 0.95
+    return HeldOutPrediction("pair", probability, separation if with_separation else None, truth, 2.0)
+
+
+def test_separation_output_decides_the_split():
+    pair = merged_pair()
+    assert score_separation([pair], use_separation=True)["f1"] == pytest.approx(1.0)
+    assert score_separation([pair], use_separation=False)["f1"] == pytest.approx(0.0)
+
+
+def test_search_covers_the_grid_in_both_modes_best_first(tmp_path):
+    rows = search([merged_pair()], SMALL_GRID)
+    assert len(rows) == 2 * 2  # smoothing values x (with, without the separation output)
+    assert [row["f1"] for row in rows] == sorted((row["f1"] for row in rows), reverse=True)
+    assert rows[0]["use_separation"] is True and rows[0]["f1"] == pytest.approx(1.0)
+    with write_search(rows, tmp_path / "search.csv").open() as stream:
+        assert len(list(csv.DictReader(stream))) == len(rows)
+
+
+def test_search_without_separation_output_has_one_mode():
+    rows = search([merged_pair(with_separation=False)], SMALL_GRID)
+    assert len(rows) == 2 and not any(row["use_separation"] for row in rows)
+
+
+def test_missing_fold_models_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="fold_"):
+        collect_held_out_predictions(str(tmp_path), tmp_path)
+
+
+@pytest.mark.slow
+def test_held_out_predictions_of_a_separation_network(tiny_dataset, tiny_overrides, tmp_path):
+    output = tmp_path / "cv"
+    cv.train_fold(0, str(tiny_dataset), output, [SEPARATION_CONFIG], overrides={**tiny_overrides, "max_epochs": 1})
+    predictions = collect_held_out_predictions(str(tiny_dataset), output, [SEPARATION_CONFIG], tiny_overrides)
+    assert len(predictions) == 2  # fold 0's held-out half
+    for item in predictions:
+        assert item.probability.shape == item.separation.shape == item.truth.shape == (96, 96)
+        assert 0.0 <= item.probability.min() and item.probability.max() <= 1.0
+    assert len(search(predictions, SMALL_GRID)) == 4
