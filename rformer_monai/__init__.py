@@ -1,6 +1,14 @@
 """rformer_monai: ResidualFormer nanoparticle segmentation and particle measurement, the MONAI way."""
 
-from rformer_monai import analysis, data, engines, inference, metrics, networks, transforms
+from rformer_monai import (
+    analysis,
+    data,
+    engines,
+    inference,
+    metrics,
+    networks,
+    transforms,
+)
 
 __version__ = "0.2.0"
 

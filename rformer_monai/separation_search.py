@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from rformer_monai.analysis.handlers import SEPARATION_KEY
 from rformer_monai.analysis.particles import cut_along_separation, separate_particles
+from rformer_monai.labelling import label_particles
 from rformer_monai.metrics.instances import (
-    instances_from_mask,
     match_instances,
     pool_matches,
     scores_from_matches,
@@ -115,7 +115,7 @@ def score_separation(
     for item in predictions:
         cut = cut_along_separation(item.probability, item.separation) if use_separation else None
         labels = separate_particles(item.probability > THRESHOLD, probability=cut, **separation)
-        matches.append(match_instances(labels, instances_from_mask(item.truth), pixel_size_nm=item.pixel_size_nm))
+        matches.append(match_instances(labels, label_particles(item.truth), pixel_size_nm=item.pixel_size_nm))
     return scores_from_matches(pool_matches(matches))
 
 

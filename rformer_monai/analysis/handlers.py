@@ -19,10 +19,10 @@ from rformer_monai.analysis.outputs import (
     write_run_summary,
 )
 from rformer_monai.analysis.particles import cut_along_separation, separate_particles
+from rformer_monai.labelling import label_particles
 from rformer_monai.metrics.instances import (
     DEFAULT_IOU_THRESHOLD,
     InstanceMatches,
-    instances_from_mask,
     match_instances,
     pool_matches,
     scores_from_matches,
@@ -171,7 +171,7 @@ class InstanceEvaluationHandler:
             pixel_size_nm = pixel_size_from_meta(prediction.meta) if isinstance(prediction, MetaTensor) else None
             predicted = separate_particles(probability > self.threshold, probability=cut, **self.separation)
             matches = match_instances(
-                predicted, instances_from_mask(truth), self.iou_threshold, pixel_size_nm=pixel_size_nm
+                predicted, label_particles(truth), self.iou_threshold, pixel_size_nm=pixel_size_nm
             )
             name = Path(str(prediction.meta.get("filename_or_obj", len(self.per_image)))).stem
             self.matches.append(matches)

@@ -41,6 +41,12 @@ from skimage.measure import find_contours, regionprops
 from skimage.morphology import convex_hull_image, h_maxima
 from skimage.segmentation import watershed
 
+from rformer_monai.labelling import (
+    FOUR_CONNECTED,
+    equivalent_circular_diameter,
+    label_particles,
+)
+
 __all__ = [
     "DEFAULT_MARKER_HEIGHT_PX",
     "DEFAULT_MIN_MARKER_DISTANCE_PX",
@@ -78,7 +84,6 @@ DEFAULT_SMOOTHING_SIGMA_PX = 1.0
 DEFAULT_MIN_SIZE_PX = 10
 """Particles smaller than this many pixels are removed after the separation."""
 
-FOUR_CONNECTED = ndi.generate_binary_structure(2, 1)
 """4-connectivity: the BAM definition of one particle (diagonal contact separates)."""
 EIGHT_CONNECTED = ndi.generate_binary_structure(2, 2)
 """8-connectivity: pixels of one distance-map maximum (a diagonal ridge is one maximum)."""
@@ -176,19 +181,6 @@ def column_unit(columns: Mapping[str, np.ndarray]) -> str:
 
 # ------------------------------------------------------------------------------------------
 # separation
-
-
-def label_particles(mask: np.ndarray) -> np.ndarray:
-    """Label the 4-connected components of a binary mask: the BAM particles.
-
-    Args:
-        mask: (H, W) mask, non-zero is particle.
-
-    Returns:
-        (H, W) int32 labels 1..N, 0 background.
-    """
-    labels, _ = ndi.label(_as_mask(mask), structure=FOUR_CONNECTED)
-    return labels.astype(np.int32, copy=False)
 
 
 def _markers(
@@ -437,7 +429,7 @@ def measure_particles(
         feret_max, feret_min = _feret_diameters(_outline_hull(region.image))
         row, column = region.centroid
         values["area"][index] = area
-        values["ecd"][index] = math.sqrt(4.0 * area / math.pi)
+        values["ecd"][index] = equivalent_circular_diameter(area)
         values["perimeter"][index] = perimeter
         values["feret_max"][index] = feret_max
         values["feret_min"][index] = feret_min

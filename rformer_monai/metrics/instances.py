@@ -1,7 +1,7 @@
 """Instance-level (per particle) evaluation of predicted particles against ground truth.
 
 The ground truth follows the BAM convention: the 4-connected components of a mask are the
-particles (:func:`instances_from_mask`). A predicted and a true particle match when their
+particles (:func:`rformer_monai.labelling.label_particles`). A predicted and a true particle match when their
 intersection over union (IoU) exceeds a threshold of at least 0.5; above 0.5 a particle can
 overlap more than half of at most one other, so the matching is unique without any
 assignment step (Kirillov et al., "Panoptic Segmentation", CVPR 2019).
@@ -32,15 +32,15 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
-from scipy import ndimage as ndi
 from scipy.stats import ks_2samp
+
+from rformer_monai.labelling import equivalent_circular_diameter, label_particles
 
 __all__ = [
     "DEFAULT_IOU_THRESHOLD",
     "INSTANCE_SCORE_NAMES",
     "InstanceMatches",
     "instance_scores",
-    "instances_from_mask",
     "match_instances",
     "pool_matches",
     "scores_from_matches",
@@ -69,9 +69,6 @@ INSTANCE_SCORE_NAMES: tuple[str, ...] = (
     "true_count",
 )
 """Keys of :func:`scores_from_matches`, in report order."""
-
-_FOUR_CONNECTED = ndi.generate_binary_structure(2, 1)
-
 
 @dataclasses.dataclass(frozen=True)
 class InstanceMatches:
@@ -126,27 +123,11 @@ class InstanceMatches:
         return self.tp + self.fn
 
 
-def instances_from_mask(mask: np.ndarray) -> np.ndarray:
-    """Label the particles of a BAM-convention mask: its 4-connected components.
-
-    Args:
-        mask: (H, W) mask, non-zero is particle.
-
-    Returns:
-        (H, W) int32 labels 1..N, 0 background.
-    """
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be a 2-D (H, W) array, got shape {tuple(mask.shape)}.")
-    labels, _ = ndi.label(mask > 0, structure=_FOUR_CONNECTED)
-    return labels.astype(np.int32, copy=False)
-
-
 def _as_instances(labels: np.ndarray, argument: str) -> np.ndarray:
     """Integer labels as given; a bool mask is labelled by its 4-connected components."""
     labels = np.asarray(labels)
     if labels.dtype == np.bool_:
-        return instances_from_mask(labels)
+        return label_particles(labels)
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(
             f"{argument} must hold integer labels (0 background) or be a bool mask, got dtype {labels.dtype}."
@@ -158,7 +139,7 @@ def _as_instances(labels: np.ndarray, argument: str) -> np.ndarray:
 
 def _equivalent_diameters(areas: np.ndarray, pixel_size_nm: float | None) -> np.ndarray:
     scale = 1.0 if pixel_size_nm is None else float(pixel_size_nm)
-    return np.sqrt(4.0 * areas / math.pi) * scale
+    return equivalent_circular_diameter(areas) * scale
 
 
 def match_instances(
@@ -319,7 +300,7 @@ def instance_scores(
 
     Args:
         pred_labels: (H, W) predicted instance labels (or a bool mask, see :func:`match_instances`).
-        true_labels: (H, W) true instance labels, e.g. ``instances_from_mask(true_mask)``.
+        true_labels: (H, W) true instance labels, e.g. ``label_particles(true_mask)``.
         iou_threshold: pairs with IoU above this match; in [0.5, 1).
 
     Returns:

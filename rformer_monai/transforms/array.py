@@ -11,6 +11,7 @@ from monai.transforms import Crop, LoadImage, Transform
 from monai.utils import convert_to_dst_type
 from scipy import ndimage as ndi
 
+from rformer_monai.labelling import FOUR_CONNECTED, label_particles
 from rformer_monai.transforms.databar import detect_data_bar
 from rformer_monai.transforms.io import MicrographReader
 
@@ -23,7 +24,6 @@ UNIT_RANGE_MAX = 1.0  # full scale of masks without metadata (0/1 floats)
 # half-width of the separation band: on the 30 BAM masks, seeds cut by a band of half-width 1 or 2 around
 # the true lines split the closed masks into particles at F1 0.88 (IoU 0.5); 2 is the easier to learn at 1/4
 DEFAULT_SEPARATION_BAND_PX = 2
-_FOUR_CONNECTED = ndi.generate_binary_structure(2, 1)
 _NEIGHBOURHOOD = 3  # the 8-neighbourhood (3x3) in which a line pixel sees two particles
 
 
@@ -126,7 +126,7 @@ def _format_level(value: float) -> str:
 def separation_lines(mask: np.ndarray) -> np.ndarray:
     """The background pixels of a binary (H, W) mask that separate touching particles: those whose 3x3
     neighbourhood holds two different 4-connected particles (the BAM masks' one-pixel lines)."""
-    labels, _ = ndi.label(np.asarray(mask) > 0, structure=_FOUR_CONNECTED)
+    labels = label_particles(mask)
     unlabelled = np.iinfo(np.int32).max
     highest = ndi.maximum_filter(labels, size=_NEIGHBOURHOOD)
     lowest = ndi.minimum_filter(np.where(labels > 0, labels, unlabelled), size=_NEIGHBOURHOOD)
@@ -154,6 +154,6 @@ class SeparationBand(Transform):
         array = (mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask))[0] > 0
         band = separation_lines(array)
         if self.half_width_px and band.any():
-            band = ndi.binary_dilation(band, structure=_FOUR_CONNECTED, iterations=self.half_width_px)
+            band = ndi.binary_dilation(band, structure=FOUR_CONNECTED, iterations=self.half_width_px)
         stacked = np.stack([array, band]).astype(np.float32)
         return convert_to_dst_type(stacked, mask, dtype=torch.float32 if isinstance(mask, torch.Tensor) else None)[0]

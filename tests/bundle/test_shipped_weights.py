@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer

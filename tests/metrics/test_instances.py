@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
+from rformer_monai.labelling import label_particles
 from rformer_monai.metrics import (
     INSTANCE_SCORE_NAMES,
     InstanceMatches,
     instance_scores,
-    instances_from_mask,
     match_instances,
     pool_matches,
     scores_from_matches,
@@ -103,8 +103,8 @@ def test_bool_masks_are_labelled_four_connected() -> None:
     mask = np.zeros((6, 6), dtype=bool)
     mask[0:2, 0:2] = True
     mask[2:4, 2:4] = True  # touches the first only diagonally: a second particle
-    assert instances_from_mask(mask).max() == 2
-    assert instance_scores(mask, instances_from_mask(mask))["tp"] == 2
+    assert label_particles(mask).max() == 2
+    assert instance_scores(mask, label_particles(mask))["tp"] == 2
 
 
 def test_pooling_counts_every_particle_once() -> None:

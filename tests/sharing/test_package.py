@@ -4,8 +4,8 @@ from there; checksums and path-traversal archives are refused without leaving fi
 from __future__ import annotations
 
 import functools
-import json
 import http.server
+import json
 import stat
 import threading
 import zipfile
