@@ -47,7 +47,8 @@ GRID: dict[str, tuple[Any, ...]] = {
     "min_size_px": (10,),
     "marker_height_px": (0.25, 0.5, 1.0, 2.0),
 }
-REPORTED_SCORES = ("f1", "precision", "recall", "pq", "mean_iou", "count_error", "median_ecd_error", "ks_distance")
+PARTICLES_DICE = "particles_dice"
+REPORTED_SCORES = (PARTICLES_DICE, "f1", "precision", "recall", "pq", "mean_iou", "count_error", "median_ecd_error", "ks_distance")
 
 
 @dataclass
@@ -110,13 +111,18 @@ def score_separation(
     predictions: Iterable[HeldOutPrediction], use_separation: bool, **separation: Any
 ) -> dict[str, float | int]:
     """Pooled instance scores of the predictions split with the given :func:`separate_particles` arguments;
-    ``use_separation`` cuts the watershed landscape along the network's separation output."""
-    matches = []
+    ``use_separation`` cuts the watershed landscape along the network's separation output. Also the pooled
+    pixel Dice of the particles' union (watershed lines and removed specks are background) against the
+    truth, under ``particles_dice``."""
+    matches, overlap, particle_pixels = [], 0, 0
     for item in predictions:
         cut = cut_along_separation(item.probability, item.separation) if use_separation else None
         labels = separate_particles(item.probability > THRESHOLD, probability=cut, **separation)
         matches.append(match_instances(labels, label_particles(item.truth), pixel_size_nm=item.pixel_size_nm))
-    return scores_from_matches(pool_matches(matches))
+        overlap += int(np.count_nonzero((labels > 0) & item.truth))
+        particle_pixels += int(np.count_nonzero(labels)) + int(np.count_nonzero(item.truth))
+    particles_dice = 2.0 * overlap / particle_pixels if particle_pixels else 1.0
+    return {**scores_from_matches(pool_matches(matches)), PARTICLES_DICE: particles_dice}
 
 
 def search(predictions: list[HeldOutPrediction], grid: dict[str, tuple[Any, ...]] = GRID) -> list[dict[str, Any]]:

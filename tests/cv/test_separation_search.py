@@ -35,8 +35,12 @@ def merged_pair(with_separation: bool = True) -> HeldOutPrediction:
 
 def test_separation_output_decides_the_split():
     pair = merged_pair()
-    assert score_separation([pair], use_separation=True)["f1"] == pytest.approx(1.0)
-    assert score_separation([pair], use_separation=False)["f1"] == pytest.approx(0.0)
+    split = score_separation([pair], use_separation=True)
+    assert split["f1"] == pytest.approx(1.0)
+    assert split["particles_dice"] == pytest.approx(1.0)  # the watershed line falls on the true line
+    merged = score_separation([pair], use_separation=False)
+    assert merged["f1"] == pytest.approx(0.0)
+    assert merged["particles_dice"] == pytest.approx(2 * 200 / (210 + 200))  # the line column counted as particle
 
 
 def test_search_covers_the_grid_in_both_modes_best_first(tmp_path):
