@@ -42,10 +42,10 @@ logger = logging.getLogger("rformer_monai.separation_search")
 SEARCH_NAME = "separation_search.csv"
 THRESHOLD = 0.5  # the evaluation's particle threshold
 GRID: dict[str, tuple[Any, ...]] = {
-    "min_marker_distance_px": (2, 3, 5),
+    "min_marker_distance_px": (2, 3),
     "smoothing_sigma_px": (0.0, 1.0),
     "min_size_px": (10,),
-    "marker_height_px": (0.25, 0.5, 1.0, 2.0),
+    "marker_height_px": (0.1, 0.25, 0.5, 1.0),
 }
 PARTICLES_DICE = "particles_dice"
 REPORTED_SCORES = (PARTICLES_DICE, "f1", "precision", "recall", "pq", "mean_iou", "count_error", "median_ecd_error", "ks_distance")

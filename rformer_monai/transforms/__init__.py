@@ -2,6 +2,7 @@
 
 from rformer_monai.transforms.array import (
     BinarizeMask,
+    BorderProximity,
     CropDataBar,
     LoadMicrograph,
     SeparationBand,
@@ -10,6 +11,7 @@ from rformer_monai.transforms.array import (
 from rformer_monai.transforms.databar import detect_data_bar
 from rformer_monai.transforms.dictionary import (
     BinarizeMaskd,
+    BorderProximityd,
     CheckSameShaped,
     CropDataBard,
     LoadMicrographd,
@@ -33,6 +35,8 @@ from rformer_monai.transforms.pipelines import (
 __all__ = [
     "BinarizeMask",
     "BinarizeMaskd",
+    "BorderProximity",
+    "BorderProximityd",
     "CheckSameShaped",
     "CropDataBar",
     "CropDataBard",

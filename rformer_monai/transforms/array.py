@@ -24,6 +24,8 @@ UNIT_RANGE_MAX = 1.0  # full scale of masks without metadata (0/1 floats)
 # half-width of the separation band: on the 30 BAM masks, seeds cut by a band of half-width 1 or 2 around
 # the true lines split the closed masks into particles at F1 0.88 (IoU 0.5); 2 is the easier to learn at 1/4
 DEFAULT_SEPARATION_BAND_PX = 2
+# distance from the border at which the border proximity reaches 0: about the radius of a median BAM particle
+DEFAULT_BORDER_RADIUS_PX = 5.0
 _NEIGHBOURHOOD = 3  # the 8-neighbourhood (3x3) in which a line pixel sees two particles
 
 
@@ -123,6 +125,13 @@ def _format_level(value: float) -> str:
     return f"{value:g}"
 
 
+def _one_channel_mask(mask: torch.Tensor | np.ndarray) -> np.ndarray:
+    """The (H, W) bool array of a one-channel mask (1, H, W)."""
+    if mask.ndim != 3 or mask.shape[0] != 1:
+        raise ValueError(f"mask must be a one-channel 2-D mask (1, H, W), got shape {tuple(mask.shape)}.")
+    return (mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask))[0] > 0
+
+
 def separation_lines(mask: np.ndarray) -> np.ndarray:
     """The background pixels of a binary (H, W) mask that separate touching particles: those whose 3x3
     neighbourhood holds two different 4-connected particles (the BAM masks' one-pixel lines)."""
@@ -149,11 +158,33 @@ class SeparationBand(Transform):
 
     def __call__(self, mask: torch.Tensor) -> torch.Tensor:
         """Return (2, H, W): the mask and its separation band, both 0/1, of ``mask``'s type."""
-        if mask.ndim != 3 or mask.shape[0] != 1:
-            raise ValueError(f"mask must be a one-channel 2-D mask (1, H, W), got shape {tuple(mask.shape)}.")
-        array = (mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask))[0] > 0
+        array = _one_channel_mask(mask)
         band = separation_lines(array)
         if self.half_width_px and band.any():
             band = ndi.binary_dilation(band, structure=FOUR_CONNECTED, iterations=self.half_width_px)
         stacked = np.stack([array, band]).astype(np.float32)
+        return convert_to_dst_type(stacked, mask, dtype=torch.float32 if isinstance(mask, torch.Tensor) else None)[0]
+
+
+class BorderProximity(Transform):
+    """Append a second channel to a binary mask (1, H, W): how close each pixel is to a particle's border,
+    ``1 - min(d, radius_px) / radius_px`` with ``d`` the distance to the nearest background pixel (the
+    lines between touching particles are background), so 1 on background and borders, falling to 0 in
+    particle cores; a soft target that a coarse decoder can draw, whose valleys part touching particles.
+
+    Args:
+        radius_px: distance (> 0) from the border at which the proximity reaches 0.
+    """
+
+    def __init__(self, radius_px: float = DEFAULT_BORDER_RADIUS_PX) -> None:
+        if isinstance(radius_px, bool) or not radius_px > 0:
+            raise ValueError(f"radius_px must be > 0, got {radius_px!r}.")
+        self.radius_px = float(radius_px)
+
+    def __call__(self, mask: torch.Tensor) -> torch.Tensor:
+        """Return (2, H, W): the 0/1 mask and its border proximity in [0, 1], of ``mask``'s type."""
+        array = _one_channel_mask(mask)
+        distance = ndi.distance_transform_edt(array)
+        proximity = 1.0 - np.minimum(distance, self.radius_px) / self.radius_px
+        stacked = np.stack([array, proximity]).astype(np.float32)
         return convert_to_dst_type(stacked, mask, dtype=torch.float32 if isinstance(mask, torch.Tensor) else None)[0]

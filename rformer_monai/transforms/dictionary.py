@@ -11,8 +11,10 @@ from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, LoadImaged, MapTransform
 
 from rformer_monai.transforms.array import (
+    DEFAULT_BORDER_RADIUS_PX,
     DEFAULT_SEPARATION_BAND_PX,
     BinarizeMask,
+    BorderProximity,
     CropDataBar,
     SeparationBand,
 )
@@ -114,6 +116,23 @@ class SeparationBandd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.band(d[key])
+        return d
+
+
+class BorderProximityd(MapTransform):
+    """Append the border proximity as a second channel to the masks under ``keys`` (see
+    :class:`BorderProximity`)."""
+
+    def __init__(
+        self, keys: KeysCollection, radius_px: float = DEFAULT_BORDER_RADIUS_PX, allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.proximity = BorderProximity(radius_px)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.proximity(d[key])
         return d
 
 

@@ -26,11 +26,14 @@ from monai.transforms import (
 
 from rformer_monai.transforms.dictionary import (
     BinarizeMaskd,
+    BorderProximityd,
     CheckSameShaped,
     CropDataBard,
     LoadMicrographd,
     SeparationBandd,
 )
+
+SEPARATION_TARGETS = {"band": (SeparationBandd, "half_width_px"), "border": (BorderProximityd, "radius_px")}
 
 IMAGE_KEY = "image"
 LABEL_KEY = "label"
@@ -77,13 +80,22 @@ def load_transforms(
     return transforms
 
 
+def separation_transform(target: str, size_px: float | None = None) -> MapTransform:
+    """The label transform that adds the separation target (``"band"`` or ``"border"``) to the mask."""
+    if target not in SEPARATION_TARGETS:
+        raise ValueError(f"separation_target must be one of {sorted(SEPARATION_TARGETS)} or None, got {target!r}.")
+    transform, size_argument = SEPARATION_TARGETS[target]
+    return transform(keys=LABEL_KEY, **({} if size_px is None else {size_argument: size_px}))
+
+
 def train_transforms(
     roi_size: Sequence[int] = ROI_SIZE,
     num_samples: int = 4,
     intensity: str = "zscore",
     crop_bottom: int | None = None,
     foreground_fraction: float = FOREGROUND_CROP_FRACTION,
-    separation_band_px: int | None = None,
+    separation_target: str | None = None,
+    separation_px: float | None = None,
 ) -> Compose:
     """The paper's training pipeline: crops sampling particles and background, flips, 90-degree rotations,
     brightness, contrast and zoom.
@@ -94,14 +106,15 @@ def train_transforms(
         intensity: ``"zscore"`` or ``"unit"``.
         crop_bottom: data-bar rows to crop; ``None`` detects the bar.
         foreground_fraction: fraction of crops centred on a particle pixel.
-        separation_band_px: when set, the label gains a second channel, the band of this half-width
-            around the lines separating touching particles (:class:`SeparationBandd`), for a network
-            with a separation output; None keeps the one-channel mask.
+        separation_target: None keeps the one-channel mask; ``"band"`` or ``"border"`` gives the label a
+            second channel for a network with a separation output: the band around the lines separating
+            touching particles (:class:`SeparationBandd`) or the border proximity (:class:`BorderProximityd`).
+        separation_px: the band's half-width or the proximity's radius; None for the transform's default.
     """
     if not 0.0 <= foreground_fraction <= 1.0:
         raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}.")
     keys = [IMAGE_KEY, LABEL_KEY]
-    targets = [] if separation_band_px is None else [SeparationBandd(keys=LABEL_KEY, half_width_px=separation_band_px)]
+    targets = [] if separation_target is None else [separation_transform(separation_target, separation_px)]
     return Compose(
         load_transforms(with_label=True, intensity=intensity, crop_bottom=crop_bottom)
         + targets

@@ -9,6 +9,8 @@ import torch
 from monai.data import MetaTensor
 
 from rformer_monai.transforms import (
+    BorderProximity,
+    BorderProximityd,
     SeparationBand,
     SeparationBandd,
     SplitSeparationd,
@@ -80,7 +82,7 @@ def test_training_pipeline_crops_mask_and_band_together(write_tiff):
     mask = np.tile(two_squares_split_by_a_line(), (4, 3)) * 255
     image = np.where(mask > 0, 200, 40).astype(np.uint8)
     files = {"image": str(write_tiff("pair.tif", image)), "label": str(write_tiff("pair_m.tif", mask.astype(np.uint8)))}
-    transforms = train_transforms(roi_size=(32, 32), num_samples=4, crop_bottom=0, separation_band_px=1)
+    transforms = train_transforms(roi_size=(32, 32), num_samples=4, crop_bottom=0, separation_target="band", separation_px=1)
     transforms.set_random_state(seed=0)
     for sample in transforms(files):
         assert sample["label"].shape == (2, 32, 32)
@@ -103,3 +105,32 @@ def test_split_moves_the_second_channel_and_leaves_one_channel_alone():
 def test_split_rejects_other_channel_counts():
     with pytest.raises(ValueError, match="1 or 2 channels"):
         SplitSeparationd(keys="pred")({"pred": torch.zeros(3, 4, 4)})
+
+
+def test_border_proximity_is_one_outside_and_falls_to_zero_in_cores():
+    mask = np.zeros((1, 21, 21), dtype=np.float32)
+    mask[0, 2:19, 2:19] = 1  # a 17x17 square: its centre is 9 pixels from the background
+    out = BorderProximity(radius_px=4)(torch.as_tensor(mask))
+    assert out.shape == (2, 21, 21)
+    proximity = out[1].numpy()
+    assert (proximity[mask[0] == 0] == 1.0).all()
+    assert proximity[2, 10] == pytest.approx(1.0 - 1.0 / 4)  # a border pixel: distance 1
+    assert proximity[10, 10] == 0.0 and proximity.min() == 0.0
+
+
+def test_border_proximity_dips_between_touching_particles():
+    out = BorderProximityd(keys="label", radius_px=5)({"label": torch.as_tensor(two_squares_split_by_a_line()[None])})
+    row = out["label"][1, 10].numpy()
+    assert row[15] == 1.0  # the line
+    assert row[14] > row[10] < 1.0 and row[16] > row[20] < 1.0  # cores lower than the pixels beside the line
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, True])
+def test_border_proximity_rejects_bad_radius(bad):
+    with pytest.raises(ValueError, match="radius_px"):
+        BorderProximity(bad)
+
+
+def test_unknown_separation_target_is_a_clear_error():
+    with pytest.raises(ValueError, match="separation_target"):
+        train_transforms(separation_target="ring")
