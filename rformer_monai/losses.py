@@ -6,9 +6,9 @@ import torch
 from monai.losses import DiceLoss
 from torch import nn
 
-__all__ = ["MaskAndSeparationLoss"]
+from rformer_monai.transforms.dictionary import SEPARATION_CHANNELS
 
-SEPARATION_CHANNELS = 2  # particle, separation
+__all__ = ["MaskAndSeparationLoss"]
 
 
 class MaskAndSeparationLoss(nn.Module):

@@ -45,6 +45,7 @@ from rformer_monai.engines.writers import (
 )
 from rformer_monai.inference.sources import MicrographSource, open_micrograph
 from rformer_monai.transforms.databar import detect_data_bar
+from rformer_monai.transforms.dictionary import SEPARATION_CHANNELS
 from rformer_monai.transforms.pipelines import INTENSITY_MODES
 
 logger = logging.getLogger(__name__)
@@ -265,7 +266,8 @@ def predict_probability(
 
     Args:
         image: (h, w) normalised float32 pixels.
-        network: returns logits (B, 1, h, w).
+        network: returns logits (B, 1, h, w), or (B, 2, h, w) with a separation output, which the
+            mask does not use.
         inferer: the sliding-window inferer.
         device: where the network runs (and, when it fits, where the windows are stitched).
         amp: run the network under ``torch.autocast``.
@@ -275,7 +277,7 @@ def predict_probability(
         float32 (h, w) sigmoid of the stitched logits, on the CPU.
 
     Raises:
-        ValueError: when the network has more than one output channel.
+        ValueError: when the network has another number of output channels.
     """
     inputs = image[None, None].to(device)
     options = stitching_options(inferer, image.shape, device)
@@ -283,9 +285,10 @@ def predict_probability(
     autocast = torch.autocast(device_type=device.type, dtype=dtype) if amp else nullcontext()
     with torch.inference_mode(), autocast:
         logits = inferer(inputs, network, **options)
-    if logits.shape[1] != 1:
+    if logits.shape[1] not in (1, SEPARATION_CHANNELS):
         raise ValueError(
-            f"the network has {logits.shape[1]} output channels: binary masks need one (particle logits)."
+            f"the network has {logits.shape[1]} output channels: binary masks need the particle logits "
+            f"(one channel, or {SEPARATION_CHANNELS} with a separation output after them)."
         )
     return torch.sigmoid(logits[0, 0].float()).cpu().numpy()
 
@@ -319,7 +322,8 @@ def iter_block_probabilities(
 
     Args:
         source: the micrograph.
-        network: returns logits (B, 1, h, w).
+        network: returns logits (B, 1, h, w), or (B, 2, h, w) with a separation output, which the
+            mask does not use.
         inferer: the sliding-window inferer the blocks were planned for.
         blocks: from :func:`plan_blocks`.
         statistics: the whole image's intensity statistics (:func:`intensity_statistics`).

@@ -279,10 +279,29 @@ def test_bad_arguments(tmp_path, write_micrograph, tiny_net, small_inferer):
         segment_large_micrograph(path, tmp_path, tiny_net, small_inferer, crop_bottom=100, progress=False)
     with pytest.raises(ValueError, match="crop_bottom"):
         segment_large_micrograph(path, tmp_path, tiny_net, small_inferer, crop_bottom=-1, progress=False)
-    two_channels = nn.Conv2d(1, 2, 1)
-    with pytest.raises(ValueError, match="2 output channels"):
-        segment_large_micrograph(path, tmp_path, two_channels, small_inferer, progress=False)
+    three_channels = nn.Conv2d(1, 3, 1)
+    with pytest.raises(ValueError, match="3 output channels"):
+        segment_large_micrograph(path, tmp_path, three_channels, small_inferer, progress=False)
     assert not list(tmp_path.glob("*_mask.tif"))
+
+
+def test_separation_output_is_left_out_of_the_mask(tmp_path, write_micrograph, small_inferer):
+    """A network with a separation channel: the mask comes from the particle channel alone."""
+    path = write_micrograph("particles.tif", particles_image((100, 90)))
+    particle = nn.Conv2d(1, 1, 1)
+    with_separation = nn.Conv2d(1, 2, 1)
+    with torch.no_grad():
+        for network in (particle, with_separation):  # particle where the normalised intensity is above 0
+            network.weight[:1].fill_(1.0)
+            network.bias[:1].fill_(0.0)
+        with_separation.weight[1:].fill_(-5.0)  # a separation channel unlike the particle one
+        with_separation.bias[1:].fill_(1.0)
+    masks = {}
+    for name, network in (("one", particle), ("two", with_separation)):
+        output = segment_large_micrograph(path, tmp_path / name, network, small_inferer, progress=False)
+        masks[name] = tifffile.imread(output)
+    assert 0 < masks["one"].mean() < 255  # particles and background
+    np.testing.assert_array_equal(masks["one"], masks["two"])
 
 
 def test_unreadable_inputs(tmp_path, write_micrograph, tiny_net, small_inferer):
