@@ -39,6 +39,8 @@ logger = logging.getLogger("rformer_monai.cv")
 
 BUNDLE_CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "residualformer_sem" / "configs"
 FOLD_METRICS = ("dice", "iou", "precision", "recall", "accuracy", "f1", "auc")
+INSTANCE_FOLD_METRICS = ("f1", "pq", "count_error", "median_ecd_error")
+INSTANCE_METRICS_FILE = "instance_metrics.json"
 MICROGRAPH_SHAPE = (768, 1024)  # the timing image: one SEM frame
 TILE_SHAPE = (256, 256)  # the complexity tile
 TIMING_REPEATS = 3
@@ -221,6 +223,9 @@ def summarize(output_dir: Path, name: str, method: dict[str, Any] | None = None)
     }
     for key in FOLD_METRICS:
         summary["mean"][key], summary["std"][key] = _mean_std([fold[key] for fold in folds])
+    instances = _instance_summary(fold_dirs)
+    if instances:
+        summary["instances"] = instances
     (output_dir / "cv_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     with (output_dir / "cv_folds.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["fold", *FOLD_METRICS])
@@ -235,6 +240,32 @@ def summarize(output_dir: Path, name: str, method: dict[str, Any] | None = None)
         "%s: mean Dice %.4f +/- %.4f over %d folds", name, summary["mean"]["dice"], summary["std"]["dice"], len(folds)
     )
     return summary
+
+
+def _instance_summary(fold_dirs: Sequence[Path]) -> dict[str, Any]:
+    """Particle scores of the folds that have them: mean and std over folds of F1, PQ, count and median-ECD
+    errors, and F1 and count error pooled over all held-out images; empty when no fold has any."""
+    per_fold = [
+        json.loads((fold_dir / INSTANCE_METRICS_FILE).read_text())["pooled"]
+        for fold_dir in fold_dirs
+        if (fold_dir / INSTANCE_METRICS_FILE).is_file()
+    ]
+    if not per_fold:
+        return {}
+    mean_std = {key: _mean_std([fold[key] for fold in per_fold]) for key in INSTANCE_FOLD_METRICS}
+    tp, fp, fn = (sum(fold[key] for fold in per_fold) for key in ("tp", "fp", "fn"))
+    predicted, true = sum(fold["pred_count"] for fold in per_fold), sum(fold["true_count"] for fold in per_fold)
+    return {
+        "num_folds": len(per_fold),
+        "mean": {key: value[0] for key, value in mean_std.items()},
+        "std": {key: value[1] for key, value in mean_std.items()},
+        "pooled": {
+            "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
+            "count_error": predicted / true - 1 if true else math.nan,
+            "pred_count": predicted,
+            "true_count": true,
+        },
+    }
 
 
 def _plot_learning_curves(path: Path, fold_dirs: Sequence[Path], name: str) -> None:
@@ -286,20 +317,44 @@ def _report_markdown(summary: dict[str, Any]) -> str:
         "Pooled scores: " + ", ".join(f"{k} {_format(summary['pooled'][k])}" for k in SCORE_NAMES),
         "",
     ]
+    instances = summary.get("instances")
+    if instances:
+        lines += [
+            "Particles (IoU > 0.5 against the 4-connected true particles), mean ± std over folds: "
+            + ", ".join(
+                f"{k} {_format(instances['mean'][k])} ± {_format(instances['std'][k])}" for k in INSTANCE_FOLD_METRICS
+            )
+            + f"; pooled F1 {_format(instances['pooled']['f1'])}, {instances['pooled']['pred_count']} particles "
+            f"found of {instances['pooled']['true_count']} (count error {_format(instances['pooled']['count_error'])}).",
+            "",
+        ]
     return "\n".join(lines)
 
 
 def compare(summary_dirs: Sequence[Path], output: Path) -> str:
     """A markdown table of several cross-validations side by side (mean ± std over folds, cost)."""
-    header = "| method | Dice | IoU | precision | recall | AUC | parameters | GMACs / 256² tile | s / 1024x768 (CPU) |"
-    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
+    header = (
+        "| method | folds | Dice | IoU | precision | recall | AUC | particle F1 (pooled) | count error (pooled) "
+        "| median-ECD error | parameters | GMACs / 256² tile | s / 1024x768 (CPU) |"
+    )
+    lines = [header, "|---" * (header.count("|") - 1) + "|"]
     for folder in summary_dirs:
         summary_file = Path(folder) / "cv_summary.json"
         if not summary_file.is_file():
             continue
         summary = json.loads(summary_file.read_text())
         method = summary.get("method", {})
-        cells = [f"{_format(summary['mean'][k])} ± {_format(summary['std'][k])}" for k in ("dice", "iou", "precision", "recall", "auc")]
+        cells = [str(summary["num_folds"])]
+        cells += [f"{_format(summary['mean'][k])} ± {_format(summary['std'][k])}" for k in ("dice", "iou", "precision", "recall", "auc")]
+        instances = _instance_summary(sorted(Path(folder).glob("fold_*")))
+        if instances:
+            cells += [
+                _format(instances["pooled"]["f1"]),
+                f"{instances['pooled']['count_error']:+.1%}",
+                f"{_format(instances['mean']['median_ecd_error'])} ± {_format(instances['std']['median_ecd_error'])}",
+            ]
+        else:
+            cells += ["-", "-", "-"]
         parameters = method.get("parameters")
         gmacs = method.get("gmacs_per_tile")
         seconds = method.get("seconds_per_micrograph")

@@ -70,5 +70,8 @@ def test_network_fold_trains_and_evaluates_through_the_bundle(tiny_dataset, tiny
     instances = json.loads((fold_dir / "instance_metrics.json").read_text())
     assert instances["pooled"]["true_count"] == sum(image["true_count"] for image in instances["per_image"])
     summary = cv.summarize(output, "tiny", {"parameters": 1})
+    assert summary["instances"]["pooled"]["true_count"] == instances["pooled"]["true_count"]
+    assert "Particles (IoU > 0.5" in (output / "cv_report.md").read_text()
     table = cv.compare([output], tmp_path / "comparison.md")
     assert "tiny" in table and f"{summary['mean']['dice']:.4f}" in table
+    assert f"{summary['instances']['pooled']['f1']:.4f}" in table
