@@ -192,10 +192,11 @@ def network_cost(extra_configs: Sequence[str] = (), overrides: dict[str, Any] | 
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation of the values that are not None or NaN (std NaN below two)."""
     array = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
     if array.size == 0:
         return math.nan, math.nan
-    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else math.nan
 
 
 def summarize(output_dir: Path, name: str, method: dict[str, Any] | None = None) -> dict[str, Any]:
