@@ -72,3 +72,16 @@ def micrograph_with_bar() -> Callable[..., np.ndarray]:
     """``micrograph_with_bar(shape, bar_rows, seed=0, dtype=np.uint8)``: a noise micrograph whose bottom
     ``bar_rows`` rows are an instrument data bar (0 background, full-scale text), bar truth known exactly."""
     return _micrograph_with_bar
+
+
+@pytest.fixture
+def merged_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two touching particles predicted as one: a 10x21 block of probability 0.9, the truth two 10x10
+    squares split by column 15, and a separation output of 0.95 on columns 14..16."""
+    probability = np.zeros((20, 31), dtype=np.float32)
+    probability[5:15, 5:26] = 0.9
+    truth = probability > 0
+    truth[:, 15] = False
+    separation = np.zeros_like(probability)
+    separation[5:15, 14:17] = 0.95
+    return probability, truth, separation

@@ -17,18 +17,6 @@ from rformer_monai.analysis import (
 )
 
 
-def merged_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A 10x21 block predicted as one particle, the truth two 10x10 squares split by column 15, and a
-    separation output high on columns 14..16."""
-    probability = np.zeros((20, 31), dtype=np.float32)
-    probability[5:15, 5:26] = 0.9
-    truth = probability > 0
-    truth[:, 15] = False
-    separation = np.zeros_like(probability)
-    separation[5:15, 14:17] = 0.95
-    return probability, truth, separation
-
-
 def run_handler(handler, sample: dict) -> None:
     engine = Engine(lambda engine, batch: [sample])
     handler.attach(engine)
@@ -46,16 +34,16 @@ def sample_of(probability, truth=None, separation=None, source="pair.tif") -> di
 
 
 @pytest.mark.parametrize("with_separation, expected_f1", [(False, 0.0), (True, 1.0)])
-def test_instance_evaluation_splits_along_separation(tmp_path, with_separation, expected_f1):
-    probability, truth, separation = merged_pair()
+def test_instance_evaluation_splits_along_separation(tmp_path, merged_pair, with_separation, expected_f1):
+    probability, truth, separation = merged_pair
     handler = InstanceEvaluationHandler(tmp_path)
     run_handler(handler, sample_of(probability, truth, separation if with_separation else None))
     pooled = json.loads((tmp_path / "instance_metrics.json").read_text())["pooled"]
     assert pooled["f1"] == pytest.approx(expected_f1)
 
 
-def test_particle_analysis_counts_two_particles_with_separation(tmp_path, write_tiff):
-    probability, _, separation = merged_pair()
+def test_particle_analysis_counts_two_particles_with_separation(tmp_path, write_tiff, merged_pair):
+    probability, _, separation = merged_pair
     source = write_tiff("pair.tif", (probability * 255).astype(np.uint8))
     counts = {}
     for name, band in (("plain", None), ("cut", separation)):

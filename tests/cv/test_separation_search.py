@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from rformer_monai import cv
@@ -21,20 +20,14 @@ SEPARATION_CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "separ
 SMALL_GRID = {"min_marker_distance_px": (3,), "smoothing_sigma_px": (0.0, 1.0), "min_size_px": (10,), "marker_height_px": (0.25,)}
 
 
-def merged_pair(with_separation: bool = True) -> HeldOutPrediction:
-    """One 10x21 predicted block over two true 10x10 squares split by column 15; the separation output
-    is high on columns 14..16."""
-    probability = np.zeros((20, 31), dtype=np.float32)
-    probability[5:15, 5:26] = 0.9
-    truth = probability > 0
-    truth[:, 15] = False
-    separation = np.zeros_like(probability)
-    separation[5:15, 14:17] = 0.95
+def held_out(merged_pair, with_separation: bool = True) -> HeldOutPrediction:
+    """The merged pair (see tests/conftest.py) as one held-out prediction, pixel size 2 nm."""
+    probability, truth, separation = merged_pair
     return HeldOutPrediction("pair", probability, separation if with_separation else None, truth, 2.0)
 
 
-def test_separation_output_decides_the_split():
-    pair = merged_pair()
+def test_separation_output_decides_the_split(merged_pair):
+    pair = held_out(merged_pair)
     split = score_separation([pair], use_separation=True)
     assert split["f1"] == pytest.approx(1.0)
     assert split["particles_dice"] == pytest.approx(1.0)  # the watershed line falls on the true line
@@ -43,8 +36,8 @@ def test_separation_output_decides_the_split():
     assert merged["particles_dice"] == pytest.approx(2 * 200 / (210 + 200))  # the line column counted as particle
 
 
-def test_search_covers_the_grid_in_both_modes_best_first(tmp_path):
-    rows = search([merged_pair()], SMALL_GRID)
+def test_search_covers_the_grid_in_both_modes_best_first(tmp_path, merged_pair):
+    rows = search([held_out(merged_pair)], SMALL_GRID)
     assert len(rows) == 2 * 2  # smoothing values x (with, without the separation output)
     assert [row["f1"] for row in rows] == sorted((row["f1"] for row in rows), reverse=True)
     assert rows[0]["use_separation"] is True and rows[0]["f1"] == pytest.approx(1.0)
@@ -52,8 +45,8 @@ def test_search_covers_the_grid_in_both_modes_best_first(tmp_path):
         assert len(list(csv.DictReader(stream))) == len(rows)
 
 
-def test_search_without_separation_output_has_one_mode():
-    rows = search([merged_pair(with_separation=False)], SMALL_GRID)
+def test_search_without_separation_output_has_one_mode(merged_pair):
+    rows = search([held_out(merged_pair, with_separation=False)], SMALL_GRID)
     assert len(rows) == 2 and not any(row["use_separation"] for row in rows)
 
 
