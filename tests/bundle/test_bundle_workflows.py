@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from dataset_helpers import write_labelled_dataset
 from monai.bundle import ConfigWorkflow
 
 from rformer_monai.data.synthetic import render_micrograph
@@ -35,19 +36,9 @@ def _workflow(config_files: list[Path], workflow_type: str, **override) -> Confi
     return workflow
 
 
-def _write_dataset(root: Path, count: int, size: tuple[int, int], seed: int = 0) -> Path:
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for index in range(count):
-        image, mask = render_micrograph(size, rng=seed + index, mean_diameter_px=12.0)
-        tifffile.imwrite(root / "images" / f"tiny_{index}.tif", image)
-        tifffile.imwrite(root / "masks" / f"tiny_{index}_mask.tif", mask)
-    return root
-
-
 @pytest.mark.slow
 def test_training_writes_best_model_and_resumable_checkpoint(tmp_path):
-    dataset = _write_dataset(tmp_path / "data", count=4, size=(96, 96))
+    dataset = write_labelled_dataset(tmp_path / "data")
     override = {**TINY_NETWORK, **TINY_RUN, "bundle_root": str(tmp_path / "bundle"), "dataset_dir": str(dataset)}
     workflow = _workflow([CONFIGS / "train.json"], "train", max_epochs=2, num_folds=2, crops_per_image=2, **override)
     workflow.run()
@@ -169,7 +160,7 @@ def test_separation_network_trains_evaluates_and_infers(tmp_path):
     """configs/separation_band.json: a two-channel network trains on mask + band, is evaluated on the mask
     channel, and inference writes one-channel masks and particle outputs."""
     separation = Path(__file__).resolve().parents[2] / "configs" / "separation_band.json"
-    dataset = _write_dataset(tmp_path / "data", count=4, size=(96, 96))
+    dataset = write_labelled_dataset(tmp_path / "data")
     bundle = tmp_path / "bundle"
     override = {**TINY_NETWORK, **TINY_RUN, "bundle_root": str(bundle), "dataset_dir": str(dataset)}
     train = _workflow([CONFIGS / "train.json", separation], "train", max_epochs=1, num_folds=2, crops_per_image=2, **override)

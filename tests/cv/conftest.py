@@ -5,12 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import tifffile
-
-from rformer_monai.data.synthetic import render_micrograph
-
-TINY_IMAGES = 4
-TINY_SIZE = (96, 96)
+from dataset_helpers import write_labelled_dataset
 
 
 @pytest.fixture
@@ -31,11 +26,4 @@ def tiny_overrides() -> dict:
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     """Four synthetic 96x96 micrographs with masks (images/ + masks/ layout)."""
-    root = tmp_path / "data"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for index in range(TINY_IMAGES):
-        image, mask = render_micrograph(TINY_SIZE, rng=index, mean_diameter_px=12.0)
-        tifffile.imwrite(root / "images" / f"s{index}.tif", image)
-        tifffile.imwrite(root / "masks" / f"s{index}_m.tif", mask)
-    return root
+    return write_labelled_dataset(tmp_path / "data")

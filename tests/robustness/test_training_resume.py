@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
 import torch
+from dataset_helpers import write_labelled_dataset
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 from monai.bundle import ConfigWorkflow
@@ -18,7 +18,6 @@ from monai.data import DataLoader, Dataset
 from monai.transforms import RandSpatialCropd
 from robustness_helpers import TINY_NETWORK, TINY_RUN, kill_when, train_config_files
 
-from rformer_monai.data.synthetic import render_micrograph
 from rformer_monai.engines import (
     AtomicCheckpointWriter,
     ReseedEachEpoch,
@@ -166,16 +165,6 @@ def test_reseeded_epochs_do_not_depend_on_earlier_epochs(num_workers):
 # the bundle's training workflow
 
 
-def write_dataset(root: Path, count: int = 4, size: tuple[int, int] = (64, 64)) -> Path:
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for index in range(count):
-        image, mask = render_micrograph(size, rng=index, mean_diameter_px=10.0)
-        tifffile.imwrite(root / "images" / f"tiny_{index}.tif", image)
-        tifffile.imwrite(root / "masks" / f"tiny_{index}_mask.tif", mask)
-    return root
-
-
 def training_overrides(bundle_root: Path, dataset: Path, **extra) -> dict:
     return {
         **TINY_NETWORK,
@@ -208,7 +197,7 @@ def final_weights(bundle_root: Path) -> dict[str, torch.Tensor]:
 def uninterrupted_run(tmp_path_factory) -> tuple[Path, Path, dict[str, torch.Tensor]]:
     """One uninterrupted training run: (its folder, the dataset, its final weights)."""
     folder = tmp_path_factory.mktemp("uninterrupted")
-    dataset = write_dataset(folder / "data")
+    dataset = write_labelled_dataset(folder / "data", size=(64, 64), mean_diameter_px=10.0)
     train_in_process(train_config_files(folder), training_overrides(folder / "bundle", dataset))
     return folder, dataset, final_weights(folder / "bundle")
 

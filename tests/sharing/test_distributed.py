@@ -10,12 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import tifffile
 import torch
+from dataset_helpers import write_labelled_dataset
 from monai.bundle import ConfigWorkflow
 from sharing_helpers import BUNDLE, TINY_NETWORK
 
-from rformer_monai.data.synthetic import render_micrograph
 from rformer_monai.engines import load_weights
 from rformer_monai.networks import ResidualFormer
 from rformer_monai.sharing import (
@@ -83,19 +82,9 @@ def test_buffer_broadcast_is_a_no_op_without_a_process_group():
     assert torch.equal(network.running_mean, torch.full((2,), 3.0))
 
 
-def _write_dataset(root: Path, count: int, size: tuple[int, int]) -> Path:
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for index in range(count):
-        image, mask = render_micrograph(size, rng=index, mean_diameter_px=12.0)
-        tifffile.imwrite(root / "images" / f"tiny_{index}.tif", image)
-        tifffile.imwrite(root / "masks" / f"tiny_{index}_mask.tif", mask)
-    return root
-
-
 @pytest.mark.slow
 def test_torchrun_two_cpu_processes_train_one_epoch_and_rank_zero_saves(tmp_path):
-    dataset = _write_dataset(tmp_path / "data", count=4, size=(96, 96))
+    dataset = write_labelled_dataset(tmp_path / "data")
     bundle_root = tmp_path / "bundle"
     configs = f"['{BUNDLE / 'configs' / 'train.json'}','{BUNDLE / 'configs' / 'multi_gpu_train.json'}']"
     overrides = {
