@@ -18,7 +18,7 @@ import csv
 import itertools
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +53,18 @@ REPORTED_SCORES = (PARTICLES_DICE, "f1", "precision", "recall", "pq", "mean_iou"
 
 @dataclass
 class HeldOutPrediction:
-    """One held-out image as the evaluation sees it (data bar cropped): probabilities and truth."""
+    """One held-out image as the evaluation sees it (data bar cropped): probabilities and truth; the true
+    particles are labelled once here, not for every setting scored."""
 
     name: str
     probability: np.ndarray
     separation: np.ndarray | None
     truth: np.ndarray
     pixel_size_nm: float | None
+    true_labels: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.true_labels = label_particles(self.truth)
 
 
 class PredictionCollector:
@@ -118,7 +123,7 @@ def score_separation(
     for item in predictions:
         cut = cut_along_separation(item.probability, item.separation) if use_separation else None
         labels = separate_particles(item.probability > THRESHOLD, probability=cut, **separation)
-        matches.append(match_instances(labels, label_particles(item.truth), pixel_size_nm=item.pixel_size_nm))
+        matches.append(match_instances(labels, item.true_labels, pixel_size_nm=item.pixel_size_nm))
         overlap += int(np.count_nonzero((labels > 0) & item.truth))
         particle_pixels += int(np.count_nonzero(labels)) + int(np.count_nonzero(item.truth))
     particles_dice = 2.0 * overlap / particle_pixels if particle_pixels else 1.0
