@@ -28,13 +28,14 @@ from rformer_monai.metrics.instances import (
     scores_from_matches,
 )
 from rformer_monai.transforms.array import DATA_BAR_ROWS_KEY
+from rformer_monai.transforms.dictionary import SEPARATION_POSTFIX
 from rformer_monai.transforms.io import pixel_size_from_meta, read_micrograph
 
 logger = logging.getLogger(__name__)
 
 INSTANCE_METRICS_NAME = "instance_metrics.json"
 PERCENT = 100.0
-SEPARATION_KEY = "pred_separation"  # where rformer_monai.transforms.SplitSeparationd puts a separation output
+SEPARATION_KEY = f"pred{SEPARATION_POSTFIX}"  # where rformer_monai.transforms.SplitSeparationd puts a separation output
 
 
 def _probabilities(sample: dict[str, Any], pred_key: str, separation_key: str) -> tuple[np.ndarray, np.ndarray | None]:

@@ -21,6 +21,7 @@ from rformer_monai.transforms.array import (
 from rformer_monai.transforms.io import MaskShapeError, MicrographReader
 
 SEPARATION_CHANNELS = 2  # particle probability and separation-band probability
+SEPARATION_POSTFIX = "_separation"  # the key of a prediction's separation channel: <key>_separation
 
 
 class LoadMicrographd(LoadImaged):
@@ -147,7 +148,7 @@ class SplitSeparationd(MapTransform):
     """
 
     def __init__(
-        self, keys: KeysCollection, separation_postfix: str = "_separation", allow_missing_keys: bool = False
+        self, keys: KeysCollection, separation_postfix: str = SEPARATION_POSTFIX, allow_missing_keys: bool = False
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.separation_postfix = separation_postfix
