@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rformer_monai.analysis.handlers import INSTANCE_METRICS_NAME
 from rformer_monai.engines.settings import parse_override
 from rformer_monai.metrics.segmentation import (
     SCORE_NAMES,
@@ -40,7 +41,6 @@ logger = logging.getLogger("rformer_monai.cv")
 BUNDLE_CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "residualformer_sem" / "configs"
 FOLD_METRICS = ("dice", "iou", "precision", "recall", "accuracy", "f1", "auc")
 INSTANCE_FOLD_METRICS = ("f1", "pq", "count_error", "median_ecd_error")
-INSTANCE_METRICS_FILE = "instance_metrics.json"
 MICROGRAPH_SHAPE = (768, 1024)  # the timing image: one SEM frame
 TILE_SHAPE = (256, 256)  # the complexity tile
 TIMING_REPEATS = 3
@@ -247,9 +247,9 @@ def _instance_summary(fold_dirs: Sequence[Path]) -> dict[str, Any]:
     """Particle scores of the folds that have them: mean and std over folds of F1, PQ, count and median-ECD
     errors, and F1 and count error pooled over all held-out images; empty when no fold has any."""
     per_fold = [
-        json.loads((fold_dir / INSTANCE_METRICS_FILE).read_text())["pooled"]
+        json.loads((fold_dir / INSTANCE_METRICS_NAME).read_text())["pooled"]
         for fold_dir in fold_dirs
-        if (fold_dir / INSTANCE_METRICS_FILE).is_file()
+        if (fold_dir / INSTANCE_METRICS_NAME).is_file()
     ]
     if not per_fold:
         return {}
