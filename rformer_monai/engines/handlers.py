@@ -33,7 +33,7 @@ class EpochSummaryHandler:
         evaluator: the validation evaluator whose key metric is reported (optional).
         loss_key: key of the loss in the trainer's per-iteration output.
         history_path: CSV file of the per-epoch history (optional; rewritten when training starts
-            at epoch 0, appended to when resuming).
+            at epoch 0, continued from the resumed epoch when resuming).
     """
 
     def __init__(
@@ -44,22 +44,37 @@ class EpochSummaryHandler:
         self.history_path = Path(history_path) if history_path else None
         self._losses: list[float] = []
         self._epoch_start = 0.0
+        self._history_open = False
 
     def attach(self, engine: Engine) -> None:
         """Attach to the trainer."""
-        engine.add_event_handler(Events.STARTED, self._open_history)
+        engine.add_event_handler(Events.STARTED, self._await_first_epoch)
         engine.add_event_handler(Events.EPOCH_STARTED, self._start)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._log)
 
-    def _open_history(self, engine: Engine) -> None:
-        if self.history_path is None or (engine.state.epoch > 0 and self.history_path.exists()):
-            return
+    def _await_first_epoch(self, engine: Engine) -> None:
+        self._history_open = False
+
+    def _open_history(self, first_epoch: int) -> None:
+        """Start the CSV afresh, keeping the rows before ``first_epoch``: none for a new run; for a resumed
+        one, those up to its checkpoint (rows written after it would otherwise appear twice)."""
+        kept_rows: list[list[str]] = []
+        if first_epoch > 1 and self.history_path.exists():
+            with self.history_path.open(newline="") as handle:
+                kept_rows = [row for row in list(csv.reader(handle))[1:] if int(row[0]) < first_epoch]
         self.history_path.parent.mkdir(parents=True, exist_ok=True)
         with self.history_path.open("w", newline="") as handle:
-            csv.writer(handle).writerow(HISTORY_COLUMNS)
+            writer = csv.writer(handle)
+            writer.writerow(HISTORY_COLUMNS)
+            writer.writerows(kept_rows)
+        self._history_open = True
 
     def _start(self, engine: Engine) -> None:
+        # the history is opened here, not when the run starts: a resumed run knows its epoch only after
+        # its checkpoint is loaded, which may happen in a STARTED handler attached after this one
+        if self.history_path is not None and not self._history_open:
+            self._open_history(engine.state.epoch)
         self._losses = []
         self._epoch_start = time.perf_counter()
 

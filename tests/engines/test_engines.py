@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import re
@@ -240,6 +241,23 @@ def test_epoch_summary_reads_the_loss_from_a_list_output(caplog):
         trainer.run([0, 1], max_epochs=1)
     summaries = [r.getMessage() for r in caplog.records if r.name == "rformer_monai.training"]
     assert len(summaries) == 1 and "train loss 0.2500" in summaries[0]
+
+
+def test_epoch_summary_history_continues_from_the_resumed_epoch(tmp_path):
+    history = tmp_path / "history.csv"
+    model, optimizer, trainer = tiny_trainer()
+    EpochSummaryHandler(history_path=history).attach(trainer)
+    TrainingCheckpointSaver(str(tmp_path / "ckpt"), {"model": model, "optimizer": optimizer}, n_saved=3).attach(trainer)
+    trainer.run(DATA, max_epochs=3)  # a run that got past its epoch-1 checkpoint, then is resumed from it
+
+    resumed_model, resumed_optimizer, resumed = tiny_trainer()
+    EpochSummaryHandler(history_path=history).attach(resumed)
+    load_dict = {"model": resumed_model, "optimizer": resumed_optimizer}
+    ResumeFromCheckpoint(str(tmp_path / "ckpt" / "checkpoint_epoch=1.pt"), load_dict).attach(resumed)
+    resumed.run(DATA, max_epochs=4)
+    with history.open() as handle:
+        epochs = [row["epoch"] for row in csv.DictReader(handle)]
+    assert epochs == ["1", "2", "3", "4"]
 
 
 def test_checkpoint_saver_and_resume_round_trip(tmp_path):
