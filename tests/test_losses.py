@@ -1,4 +1,4 @@
-"""The loss of networks with a separation output."""
+"""The losses that teach the separation of touching particles."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from monai.losses import DiceLoss
 
-from rformer_monai.losses import MaskAndSeparationLoss
+from rformer_monai.losses import DiceAndWeightedBCELoss, MaskAndSeparationLoss
 
 
 def test_loss_is_dice_on_mask_plus_weighted_cross_entropy_on_separation():
@@ -35,3 +35,37 @@ def test_shape_errors(logits_shape, target_shape):
 def test_negative_weight_is_rejected():
     with pytest.raises(ValueError, match="separation_weight"):
         MaskAndSeparationLoss(-1.0)
+
+
+def test_weighted_loss_is_dice_plus_weighted_mean_cross_entropy():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 1, 8, 8, generator=generator)
+    mask = (torch.rand(2, 1, 8, 8, generator=generator) > 0.5).float()
+    weight = 1 + 10 * torch.rand(2, 1, 8, 8, generator=generator)
+    dice = DiceLoss(sigmoid=True, batch=True)(logits, mask)
+    pixel_losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, mask, reduction="none")
+    expected = dice + 0.5 * (weight * pixel_losses).sum() / weight.sum()
+    loss = DiceAndWeightedBCELoss(0.5)(logits, torch.cat([mask, weight], 1))
+    assert loss == pytest.approx(float(expected), rel=1e-6)
+    plain = torch.nn.functional.binary_cross_entropy_with_logits(logits, mask)  # unit weights: the plain mean
+    unit = DiceAndWeightedBCELoss()(logits, torch.cat([mask, torch.ones_like(mask)], 1))
+    assert unit == pytest.approx(float(dice + plain), rel=1e-6)
+
+
+def test_weighted_loss_pulls_hardest_where_the_weight_is_high():
+    logits = torch.zeros(1, 1, 2, 2, requires_grad=True)
+    target = torch.stack([torch.zeros(2, 2), torch.tensor([[1.0, 1.0], [1.0, 11.0]])])[None]
+    DiceAndWeightedBCELoss(cross_entropy_weight=1.0)(logits, target).backward()
+    gradient = logits.grad[0, 0]
+    assert gradient[1, 1] > gradient[0, 0] > 0
+
+
+@pytest.mark.parametrize("logits_shape, target_shape", [((1, 2, 4, 4), (1, 2, 4, 4)), ((1, 1, 4, 4), (1, 1, 4, 4))])
+def test_weighted_loss_shape_errors(logits_shape, target_shape):
+    with pytest.raises(ValueError, match=r"\(B, 1, \.\.\.\)"):
+        DiceAndWeightedBCELoss()(torch.zeros(logits_shape), torch.zeros(target_shape))
+
+
+def test_weighted_loss_rejects_negative_weight():
+    with pytest.raises(ValueError, match="cross_entropy_weight"):
+        DiceAndWeightedBCELoss(-1.0)

@@ -6,6 +6,7 @@ from rformer_monai.transforms.array import (
     CropDataBar,
     LoadMicrograph,
     SeparationBand,
+    SeparationWeight,
     separation_lines,
 )
 from rformer_monai.transforms.databar import detect_data_bar
@@ -16,6 +17,7 @@ from rformer_monai.transforms.dictionary import (
     CropDataBard,
     LoadMicrographd,
     SeparationBandd,
+    SeparationWeightd,
     SplitSeparationd,
 )
 from rformer_monai.transforms.io import (
@@ -47,6 +49,8 @@ __all__ = [
     "MicrographReader",
     "SeparationBand",
     "SeparationBandd",
+    "SeparationWeight",
+    "SeparationWeightd",
     "SplitSeparationd",
     "detect_data_bar",
     "inference_transforms",

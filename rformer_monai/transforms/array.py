@@ -27,6 +27,10 @@ UNIT_RANGE_MAX = 1.0  # full scale of masks without metadata (0/1 floats)
 DEFAULT_SEPARATION_BAND_PX = 2
 # distance from the border at which the border proximity reaches 0: about the radius of a median BAM particle
 DEFAULT_BORDER_RADIUS_PX = 5.0
+# the loss-weight map around the separation lines: the original U-Net's w0 = 10 (Ronneberger et al. 2015),
+# decaying with the distance to the line over about a small BAM particle's radius
+DEFAULT_LINE_WEIGHT = 10.0
+DEFAULT_LINE_SIGMA_PX = 3.0
 _NEIGHBOURHOOD = 3  # the 8-neighbourhood (3x3) in which a line pixel sees two particles
 
 
@@ -194,3 +198,33 @@ class BorderProximity(Transform):
         distance = ndi.distance_transform_edt(array)
         proximity = 1.0 - np.minimum(distance, self.radius_px) / self.radius_px
         return _with_second_channel(mask, array, proximity)
+
+
+class SeparationWeight(Transform):
+    """Append a second channel to a binary mask (1, H, W): per-pixel loss weights that make the lines between
+    touching particles count, ``1 + line_weight * exp(-d**2 / (2 * sigma_px**2))`` with ``d`` the distance to
+    the nearest separation line (:func:`separation_lines`); 1 where no particles touch. After the original
+    U-Net's weight map, with the distance to the line in place of the distances to the two nearest particles.
+
+    Args:
+        line_weight: extra weight on a line pixel (>= 0).
+        sigma_px: distance (> 0) over which the extra weight decays.
+    """
+
+    def __init__(self, line_weight: float = DEFAULT_LINE_WEIGHT, sigma_px: float = DEFAULT_LINE_SIGMA_PX) -> None:
+        if isinstance(line_weight, bool) or not line_weight >= 0:
+            raise ValueError(f"line_weight must be >= 0, got {line_weight!r}.")
+        if isinstance(sigma_px, bool) or not sigma_px > 0:
+            raise ValueError(f"sigma_px must be > 0, got {sigma_px!r}.")
+        self.line_weight = float(line_weight)
+        self.sigma_px = float(sigma_px)
+
+    def __call__(self, mask: torch.Tensor) -> torch.Tensor:
+        """Return (2, H, W): the 0/1 mask and its loss weights (>= 1), of ``mask``'s type."""
+        array = _one_channel_mask(mask)
+        lines = separation_lines(array)
+        weight = np.ones(array.shape, dtype=np.float32)
+        if lines.any():
+            distance = ndi.distance_transform_edt(~lines)
+            weight += self.line_weight * np.exp(-(distance**2) / (2 * self.sigma_px**2))
+        return _with_second_channel(mask, array, weight)

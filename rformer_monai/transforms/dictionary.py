@@ -12,15 +12,18 @@ from monai.transforms import InvertibleTransform, LoadImaged, MapTransform
 
 from rformer_monai.transforms.array import (
     DEFAULT_BORDER_RADIUS_PX,
+    DEFAULT_LINE_SIGMA_PX,
+    DEFAULT_LINE_WEIGHT,
     DEFAULT_SEPARATION_BAND_PX,
     BinarizeMask,
     BorderProximity,
     CropDataBar,
     SeparationBand,
+    SeparationWeight,
 )
 from rformer_monai.transforms.io import MaskShapeError, MicrographReader
 
-SEPARATION_CHANNELS = 2  # particle probability and separation-band probability
+SEPARATION_CHANNELS = 2  # particle probability and separation-band probability (or a label and its loss weights)
 SEPARATION_POSTFIX = "_separation"  # the key of a prediction's separation channel: <key>_separation
 
 
@@ -134,6 +137,27 @@ class BorderProximityd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.proximity(d[key])
+        return d
+
+
+class SeparationWeightd(MapTransform):
+    """Append the loss weights around the separation lines as a second channel to the masks under ``keys``
+    (see :class:`SeparationWeight`)."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        line_weight: float = DEFAULT_LINE_WEIGHT,
+        sigma_px: float = DEFAULT_LINE_SIGMA_PX,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.weight = SeparationWeight(line_weight, sigma_px)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.weight(d[key])
         return d
 
 

@@ -31,9 +31,14 @@ from rformer_monai.transforms.dictionary import (
     CropDataBard,
     LoadMicrographd,
     SeparationBandd,
+    SeparationWeightd,
 )
 
-SEPARATION_TARGETS = {"band": (SeparationBandd, "half_width_px"), "border": (BorderProximityd, "radius_px")}
+SEPARATION_TARGETS = {
+    "band": (SeparationBandd, "half_width_px"),
+    "border": (BorderProximityd, "radius_px"),
+    "weight": (SeparationWeightd, "sigma_px"),
+}
 
 IMAGE_KEY = "image"
 LABEL_KEY = "label"
@@ -81,7 +86,8 @@ def load_transforms(
 
 
 def separation_transform(target: str, size_px: float | None = None) -> MapTransform:
-    """The label transform that adds the separation target (``"band"`` or ``"border"``) to the mask."""
+    """The label transform that adds the separation target (``"band"``, ``"border"`` or ``"weight"``) to the
+    mask."""
     if target not in SEPARATION_TARGETS:
         raise ValueError(f"separation_target must be one of {sorted(SEPARATION_TARGETS)} or None, got {target!r}.")
     transform, size_argument = SEPARATION_TARGETS[target]
@@ -108,8 +114,11 @@ def train_transforms(
         foreground_fraction: fraction of crops centred on a particle pixel.
         separation_target: None keeps the one-channel mask; ``"band"`` or ``"border"`` gives the label a
             second channel for a network with a separation output: the band around the lines separating
-            touching particles (:class:`SeparationBandd`) or the border proximity (:class:`BorderProximityd`).
-        separation_px: the band's half-width or the proximity's radius; None for the transform's default.
+            touching particles (:class:`SeparationBandd`) or the border proximity (:class:`BorderProximityd`);
+            ``"weight"`` gives it the loss weights around those lines (:class:`SeparationWeightd`) for a
+            one-channel network trained with :class:`~rformer_monai.losses.DiceAndWeightedBCELoss`.
+        separation_px: the band's half-width, the proximity's radius or the weights' decay (sigma); None for
+            the transform's default.
     """
     if not 0.0 <= foreground_fraction <= 1.0:
         raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}.")
@@ -117,7 +126,6 @@ def train_transforms(
     targets = [] if separation_target is None else [separation_transform(separation_target, separation_px)]
     return Compose(
         load_transforms(with_label=True, intensity=intensity, crop_bottom=crop_bottom)
-        + targets
         + [
             SpatialPadd(keys=keys, spatial_size=roi_size),
             RandCropByPosNegLabeld(
@@ -128,6 +136,11 @@ def train_transforms(
                 neg=1.0 - foreground_fraction,
                 num_samples=num_samples,
             ),
+        ]
+        # the separation target joins the label after the crop, which must centre on particles of the mask
+        # alone (a weight or proximity channel is non-zero on the background too)
+        + targets
+        + [
             RandFlipd(keys=keys, prob=FLIP_PROB, spatial_axis=0),
             RandFlipd(keys=keys, prob=FLIP_PROB, spatial_axis=1),
             RandRotate90d(keys=keys, prob=ROTATE90_PROB, max_k=3),

@@ -185,6 +185,22 @@ def test_separation_network_trains_evaluates_and_infers(tmp_path):
     assert tifffile.imread(tmp_path / "out" / "tiny_0_labels.tif").shape == (96, 96)
 
 
+@pytest.mark.slow
+def test_line_weighted_loss_trains_a_one_channel_network(tmp_path):
+    """configs/separation_weight.json: the label carries loss weights as a second channel; the network keeps
+    one output channel and the training Dice is taken on the mask channel alone."""
+    weighted = Path(__file__).resolve().parents[2] / "configs" / "separation_weight.json"
+    dataset = write_labelled_dataset(tmp_path / "data")
+    bundle = tmp_path / "bundle"
+    override = {**TINY_NETWORK, **TINY_RUN, "bundle_root": str(bundle), "dataset_dir": str(dataset)}
+    train = _workflow([CONFIGS / "train.json", weighted], "train", max_epochs=1, num_folds=2, crops_per_image=2, **override)
+    train.run()
+    train.finalize()
+    assert 0.0 <= train.trainer.state.metrics["train_mean_dice"] <= 1.0
+    state = torch.load(bundle / "models" / "model.pt", weights_only=True)
+    assert state["decoder.head.weight"].shape[0] == 1
+
+
 def test_inference_without_weights_is_a_clear_error(tmp_path):
     (tmp_path / "in").mkdir()
     tifffile.imwrite(tmp_path / "in" / "a.tif", np.zeros((32, 32), np.uint8))

@@ -1,5 +1,5 @@
-"""The separation-band target (a second label channel around the lines between touching particles) and the
-split of a two-channel prediction."""
+"""The separation targets (a second label channel around the lines between touching particles: band, border
+proximity, loss weights) and the split of a two-channel prediction."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from rformer_monai.transforms import (
     BorderProximityd,
     SeparationBand,
     SeparationBandd,
+    SeparationWeight,
+    SeparationWeightd,
     SplitSeparationd,
     separation_lines,
     train_transforms,
@@ -134,3 +136,43 @@ def test_border_proximity_rejects_bad_radius(bad):
 def test_unknown_separation_target_is_a_clear_error():
     with pytest.raises(ValueError, match="separation_target"):
         train_transforms(separation_target="ring")
+
+
+def test_weight_is_highest_on_the_line_and_decays_with_distance():
+    out = SeparationWeight(line_weight=10, sigma_px=2)(torch.as_tensor(two_squares_split_by_a_line()[None]))
+    assert out.shape == (2, 20, 31)
+    weight = out[1].numpy()
+    assert weight[10, 15] == pytest.approx(11.0)  # on the line
+    assert weight[10, 14] == pytest.approx(1 + 10 * np.exp(-1 / 8))  # one pixel beside it
+    assert weight[10, 5] == pytest.approx(1 + 10 * np.exp(-100 / 8), abs=1e-6)
+    assert weight.min() >= 1.0
+
+
+def test_weight_is_one_where_no_particles_touch():
+    mask = np.zeros((1, 20, 20), dtype=np.float32)
+    mask[0, 5:12, 5:12] = 1
+    out = SeparationWeightd(keys="label")({"label": torch.as_tensor(mask), "image": torch.zeros(1, 20, 20)})
+    assert torch.equal(out["label"][0], torch.as_tensor(mask[0]))
+    assert torch.equal(out["label"][1], torch.ones(20, 20)) and out["image"].shape == (1, 20, 20)
+
+
+@pytest.mark.parametrize("line_weight, sigma_px", [(-1.0, 3.0), (10.0, 0.0), (True, 3.0)])
+def test_weight_rejects_bad_arguments(line_weight, sigma_px):
+    with pytest.raises(ValueError, match="line_weight|sigma_px"):
+        SeparationWeight(line_weight, sigma_px)
+
+
+def test_training_crops_centre_on_particles_of_the_mask_not_on_the_weights(write_tiff):
+    """The weights are >= 1 on the background too: the crop must be drawn from the mask alone."""
+    mask = np.zeros((160, 160), dtype=np.uint8)
+    mask[:31, :31] = np.pad(two_squares_split_by_a_line(), ((0, 11), (0, 0)))[:31, :31] * 255  # particles in one corner
+    image = np.where(mask > 0, 200, 40).astype(np.uint8)
+    files = {"image": str(write_tiff("corner.tif", image)), "label": str(write_tiff("corner_m.tif", mask))}
+    transforms = train_transforms(
+        roi_size=(32, 32), num_samples=8, crop_bottom=0, foreground_fraction=1.0, separation_target="weight"
+    )
+    transforms.set_random_state(seed=0)
+    for sample in transforms(files):
+        assert sample["label"].shape == (2, 32, 32)
+        assert sample["label"][0].sum() > 0  # every crop holds particle pixels
+        assert sample["label"][1].min() >= 1.0
