@@ -14,8 +14,10 @@ from monai.bundle import ConfigWorkflow
 
 from rformer_monai.data.synthetic import render_micrograph
 
-BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "residualformer_sem"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BUNDLE = PROJECT_ROOT / "bundles" / "residualformer_sem"
 CONFIGS = BUNDLE / "configs"
+PROJECT_CONFIGS = PROJECT_ROOT / "configs"  # the override files beside the bundle
 TINY_NETWORK = {
     "network_def#channels": [4, 8, 16, 32],
     "network_def#decoder_channels": 8,
@@ -155,17 +157,24 @@ def test_inference_writes_full_size_masks_for_any_size(tmp_path):
     assert {line.split(",")[0] for line in summary[1:]} == {*sizes, "pooled"}
 
 
+def _train_one_epoch(tmp_path: Path, extra_config: Path) -> tuple[Path, dict, ConfigWorkflow]:
+    """Train the tiny network for one epoch on a tiny labelled dataset with ``extra_config`` merged onto
+    train.json; return the bundle folder, the overrides used and the finished workflow."""
+    dataset = write_labelled_dataset(tmp_path / "data")
+    bundle = tmp_path / "bundle"
+    override = {**TINY_NETWORK, **TINY_RUN, "bundle_root": str(bundle), "dataset_dir": str(dataset)}
+    train = _workflow([CONFIGS / "train.json", extra_config], "train", max_epochs=1, num_folds=2, crops_per_image=2, **override)
+    train.run()
+    train.finalize()
+    return bundle, override, train
+
+
 @pytest.mark.slow
 def test_separation_network_trains_evaluates_and_infers(tmp_path):
     """configs/separation_band.json: a two-channel network trains on mask + band, is evaluated on the mask
     channel, and inference writes one-channel masks and particle outputs."""
-    separation = Path(__file__).resolve().parents[2] / "configs" / "separation_band.json"
-    dataset = write_labelled_dataset(tmp_path / "data")
-    bundle = tmp_path / "bundle"
-    override = {**TINY_NETWORK, **TINY_RUN, "bundle_root": str(bundle), "dataset_dir": str(dataset)}
-    train = _workflow([CONFIGS / "train.json", separation], "train", max_epochs=1, num_folds=2, crops_per_image=2, **override)
-    train.run()
-    train.finalize()
+    separation = PROJECT_CONFIGS / "separation_band.json"
+    bundle, override, _ = _train_one_epoch(tmp_path, separation)
     state = torch.load(bundle / "models" / "model.pt", weights_only=True)
     assert state["decoder.head.weight"].shape[0] == 2
 
@@ -189,13 +198,7 @@ def test_separation_network_trains_evaluates_and_infers(tmp_path):
 def test_line_weighted_loss_trains_a_one_channel_network(tmp_path):
     """configs/separation_weight.json: the label carries loss weights as a second channel; the network keeps
     one output channel and the training Dice is taken on the mask channel alone."""
-    weighted = Path(__file__).resolve().parents[2] / "configs" / "separation_weight.json"
-    dataset = write_labelled_dataset(tmp_path / "data")
-    bundle = tmp_path / "bundle"
-    override = {**TINY_NETWORK, **TINY_RUN, "bundle_root": str(bundle), "dataset_dir": str(dataset)}
-    train = _workflow([CONFIGS / "train.json", weighted], "train", max_epochs=1, num_folds=2, crops_per_image=2, **override)
-    train.run()
-    train.finalize()
+    bundle, _, train = _train_one_epoch(tmp_path, PROJECT_CONFIGS / "separation_weight.json")
     assert 0.0 <= train.trainer.state.metrics["train_mean_dice"] <= 1.0
     state = torch.load(bundle / "models" / "model.pt", weights_only=True)
     assert state["decoder.head.weight"].shape[0] == 1
