@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import InvertibleTransform, LoadImaged, MapTransform
+from monai.transforms import InvertibleTransform, LoadImaged, MapTransform, Transform
 
 from rformer_monai.transforms.array import (
     DEFAULT_BORDER_RADIUS_PX,
@@ -106,7 +106,20 @@ class BinarizeMaskd(MapTransform):
         return d
 
 
-class SeparationBandd(MapTransform):
+class _SecondLabelChanneld(MapTransform):
+    """Apply ``self.target``, an array transform that appends a second channel to a (1, H, W) mask, to the
+    masks under ``keys``; subclasses build the target."""
+
+    target: Transform
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.target(d[key])
+        return d
+
+
+class SeparationBandd(_SecondLabelChanneld):
     """Append the separation band as a second channel to the masks under ``keys`` (see
     :class:`SeparationBand`)."""
 
@@ -114,16 +127,10 @@ class SeparationBandd(MapTransform):
         self, keys: KeysCollection, half_width_px: int = DEFAULT_SEPARATION_BAND_PX, allow_missing_keys: bool = False
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.band = SeparationBand(half_width_px)
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.band(d[key])
-        return d
+        self.target = SeparationBand(half_width_px)
 
 
-class BorderProximityd(MapTransform):
+class BorderProximityd(_SecondLabelChanneld):
     """Append the border proximity as a second channel to the masks under ``keys`` (see
     :class:`BorderProximity`)."""
 
@@ -131,16 +138,10 @@ class BorderProximityd(MapTransform):
         self, keys: KeysCollection, radius_px: float = DEFAULT_BORDER_RADIUS_PX, allow_missing_keys: bool = False
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.proximity = BorderProximity(radius_px)
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.proximity(d[key])
-        return d
+        self.target = BorderProximity(radius_px)
 
 
-class SeparationWeightd(MapTransform):
+class SeparationWeightd(_SecondLabelChanneld):
     """Append the loss weights around the separation lines as a second channel to the masks under ``keys``
     (see :class:`SeparationWeight`)."""
 
@@ -152,13 +153,7 @@ class SeparationWeightd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.weight = SeparationWeight(line_weight, sigma_px)
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.weight(d[key])
-        return d
+        self.target = SeparationWeight(line_weight, sigma_px)
 
 
 class SplitSeparationd(MapTransform):
