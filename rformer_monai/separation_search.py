@@ -5,10 +5,14 @@
 
 Every fold's ``model.pt`` (from ``python -m rformer_monai.cv run``) predicts its held-out images through
 the bundle's evaluate.json, so each image is seen only by a model that never trained on it. Each
-combination of :func:`rformer_monai.analysis.separate_particles` parameters then splits the predicted
-masks, with and without the network's separation output where it has one, and is scored against the
-4-connected true particles. ``separation_search.csv`` in the CV folder holds one row per combination,
-best pooled F1 first.
+combination of a particle threshold and :func:`rformer_monai.analysis.separate_particles` parameters
+then splits the predicted masks, with and without the network's separation output where it has one,
+and is scored against the 4-connected true particles. ``separation_search.csv`` in the CV folder holds
+one row per combination, best pooled F1 first.
+
+A setting picked as the best of many on the same images flatters itself. ``separation_selected.json``
+holds the honest estimate: for each fold, the combination with the best F1 on the *other* folds'
+images, scored on this fold's images, pooled over folds.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +36,7 @@ from rformer_monai.analysis.handlers import SEPARATION_KEY
 from rformer_monai.analysis.particles import cut_along_separation, separate_particles
 from rformer_monai.labelling import label_particles
 from rformer_monai.metrics.instances import (
+    InstanceMatches,
     match_instances,
     pool_matches,
     scores_from_matches,
@@ -40,12 +46,15 @@ from rformer_monai.transforms.io import pixel_size_from_meta
 logger = logging.getLogger("rformer_monai.separation_search")
 
 SEARCH_NAME = "separation_search.csv"
-THRESHOLD = 0.5  # the evaluation's particle threshold
+SELECTED_NAME = "separation_selected.json"
+THRESHOLD = 0.5  # the evaluation's particle threshold, where a grid has none
+THRESHOLD_KEY = "threshold"  # probability above which a pixel is particle, for the particle step only
 GRID: dict[str, tuple[Any, ...]] = {
-    "min_marker_distance_px": (2, 3),
-    "smoothing_sigma_px": (0.0, 1.0),
+    THRESHOLD_KEY: (0.5, 0.6, 0.7, 0.8),
+    "min_marker_distance_px": (3,),
+    "smoothing_sigma_px": (1.0,),
     "min_size_px": (10,),
-    "marker_height_px": (0.1, 0.25, 0.5, 1.0),
+    "marker_height_px": (0.1, 0.25),
 }
 PARTICLES_DICE = "particles_dice"
 REPORTED_SCORES = (PARTICLES_DICE, "f1", "precision", "recall", "pq", "mean_iou", "count_error", "median_ecd_error", "ks_distance")
@@ -61,6 +70,7 @@ class HeldOutPrediction:
     separation: np.ndarray | None
     truth: np.ndarray
     pixel_size_nm: float | None
+    fold: int = 0
     true_labels: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -68,9 +78,11 @@ class HeldOutPrediction:
 
 
 class PredictionCollector:
-    """Keep every evaluated sample's probabilities, separation output and true mask (ignite handler)."""
+    """Keep every evaluated sample's probabilities, separation output and true mask (ignite handler);
+    ``fold`` is the fold whose model predicts them."""
 
-    def __init__(self) -> None:
+    def __init__(self, fold: int = 0) -> None:
+        self.fold = fold
         self.predictions: list[HeldOutPrediction] = []
 
     def attach(self, engine: Engine) -> None:
@@ -89,6 +101,7 @@ class PredictionCollector:
                     separation=None if separation is None else separation.detach().cpu().float().numpy()[0],
                     truth=sample["label"].detach().cpu().numpy()[0] > 0,
                     pixel_size_nm=pixel_size_from_meta(meta) if meta else None,
+                    fold=self.fold,
                 )
             )
 
@@ -102,44 +115,100 @@ def collect_held_out_predictions(
     folds = sorted(int(path.parent.name.split("_")[1]) for path in cv_dir.glob("fold_*/model.pt"))
     if not folds:
         raise FileNotFoundError(f"{cv_dir}: no fold_*/model.pt (run 'python -m rformer_monai.cv run' first).")
-    collector = PredictionCollector()
+    predictions = []
     for fold in folds:
         workflow = fold_evaluation(fold, dataset_dir, cv_dir, extra_configs, {**(overrides or {}), "validate#handlers": []})
         evaluator = workflow.parser.get_parsed_content("validate#evaluator")
+        collector = PredictionCollector(fold)
         collector.attach(evaluator)
         evaluator.run()
         workflow.finalize()
-    return collector.predictions
+        predictions.extend(collector.predictions)
+    return predictions
+
+
+@dataclass
+class SeparationOutcome:
+    """One image split with one setting: its particle matches and the pixel counts of the particles' Dice."""
+
+    matches: InstanceMatches
+    overlap: int
+    particle_pixels: int
+
+
+def separate_and_match(
+    item: HeldOutPrediction, use_separation: bool, threshold: float = THRESHOLD, **separation: Any
+) -> SeparationOutcome:
+    """Split one held-out prediction (particles above ``threshold``) with the given
+    :func:`separate_particles` arguments and match its particles to the true ones; ``use_separation``
+    cuts the watershed landscape along the network's separation output."""
+    cut = cut_along_separation(item.probability, item.separation) if use_separation else None
+    labels = separate_particles(item.probability > threshold, probability=cut, **separation)
+    return SeparationOutcome(
+        matches=match_instances(labels, item.true_labels, pixel_size_nm=item.pixel_size_nm),
+        overlap=int(np.count_nonzero((labels > 0) & item.truth)),
+        particle_pixels=int(np.count_nonzero(labels)) + int(np.count_nonzero(item.truth)),
+    )
+
+
+def pooled_scores(outcomes: Iterable[SeparationOutcome]) -> dict[str, float | int]:
+    """Instance scores of the outcomes pooled, and the pooled pixel Dice of the particles' union (watershed
+    lines and removed specks are background) against the truth, under ``particles_dice``."""
+    outcomes = list(outcomes)
+    overlap = sum(outcome.overlap for outcome in outcomes)
+    particle_pixels = sum(outcome.particle_pixels for outcome in outcomes)
+    particles_dice = 2.0 * overlap / particle_pixels if particle_pixels else 1.0
+    return {**scores_from_matches(pool_matches(outcome.matches for outcome in outcomes)), PARTICLES_DICE: particles_dice}
 
 
 def score_separation(
-    predictions: Iterable[HeldOutPrediction], use_separation: bool, **separation: Any
+    predictions: Iterable[HeldOutPrediction], use_separation: bool, threshold: float = THRESHOLD, **separation: Any
 ) -> dict[str, float | int]:
-    """Pooled instance scores of the predictions split with the given :func:`separate_particles` arguments;
-    ``use_separation`` cuts the watershed landscape along the network's separation output. Also the pooled
-    pixel Dice of the particles' union (watershed lines and removed specks are background) against the
-    truth, under ``particles_dice``."""
-    matches, overlap, particle_pixels = [], 0, 0
-    for item in predictions:
-        cut = cut_along_separation(item.probability, item.separation) if use_separation else None
-        labels = separate_particles(item.probability > THRESHOLD, probability=cut, **separation)
-        matches.append(match_instances(labels, item.true_labels, pixel_size_nm=item.pixel_size_nm))
-        overlap += int(np.count_nonzero((labels > 0) & item.truth))
-        particle_pixels += int(np.count_nonzero(labels)) + int(np.count_nonzero(item.truth))
-    particles_dice = 2.0 * overlap / particle_pixels if particle_pixels else 1.0
-    return {**scores_from_matches(pool_matches(matches)), PARTICLES_DICE: particles_dice}
+    """Pooled scores (:func:`pooled_scores`) of the predictions split with one setting
+    (:func:`separate_and_match`)."""
+    return pooled_scores(separate_and_match(item, use_separation, threshold, **separation) for item in predictions)
 
 
-def search(predictions: list[HeldOutPrediction], grid: dict[str, tuple[Any, ...]] = GRID) -> list[dict[str, Any]]:
+@dataclass
+class SearchResult:
+    """The scored grid, best pooled F1 first, and the estimate of the setting chosen on other folds."""
+
+    rows: list[dict[str, Any]]
+    selected: dict[str, Any]
+
+
+def _select_on_other_folds(
+    settings: list[dict[str, Any]], outcomes: list[list[SeparationOutcome]], folds: list[int]
+) -> dict[str, Any]:
+    """For each fold, the setting with the best pooled F1 on the other folds' images; its outcomes on this
+    fold's images, pooled over folds (``pooled``), and the setting per fold (``per_fold``)."""
+    chosen, held_out = {}, []
+    for fold in sorted(set(folds)):
+        others = [index for index, item_fold in enumerate(folds) if item_fold != fold]
+        if not others:  # one fold only: nothing to choose on
+            return {}
+        best = max(range(len(settings)), key=lambda s: pooled_scores(outcomes[s][i] for i in others)["f1"])
+        chosen[str(fold)] = settings[best]
+        held_out.extend(outcomes[best][i] for i, item_fold in enumerate(folds) if item_fold == fold)
+    return {"per_fold": chosen, "pooled": pooled_scores(held_out)}
+
+
+def search(predictions: list[HeldOutPrediction], grid: dict[str, tuple[Any, ...]] = GRID) -> SearchResult:
     """Score every combination of ``grid`` (with and without the separation output where there is one);
-    rows sorted by pooled F1, best first."""
+    rows sorted by pooled F1, best first. A grid without ``threshold`` splits at the evaluation's 0.5."""
     modes = (False, True) if all(item.separation is not None for item in predictions) else (False,)
     combinations = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    settings = [{"use_separation": mode, **combination} for mode, combination in itertools.product(modes, combinations)]
+    outcomes = [
+        [separate_and_match(item, **setting) for item in predictions]
+        for setting in tqdm(settings, desc="separation search")
+    ]
     rows = []
-    for use_separation, separation in tqdm(list(itertools.product(modes, combinations)), desc="separation search"):
-        scores = score_separation(predictions, use_separation, **separation)
-        rows.append({"use_separation": use_separation, **separation, **{k: scores[k] for k in REPORTED_SCORES}})
-    return sorted(rows, key=lambda row: -row["f1"])
+    for setting, setting_outcomes in zip(settings, outcomes):
+        scores = pooled_scores(setting_outcomes)
+        rows.append({**setting, **{key: scores[key] for key in REPORTED_SCORES}})
+    rows.sort(key=lambda row: -row["f1"])
+    return SearchResult(rows, _select_on_other_folds(settings, outcomes, [item.fold for item in predictions]))
 
 
 def write_search(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -159,10 +228,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", action="append", default=[], help="the override files the CV was run with")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    rows = search(collect_held_out_predictions(args.dataset_dir, args.cv_dir, args.config))
-    path = write_search(rows, args.cv_dir / SEARCH_NAME)
-    best = rows[0]
-    logger.info("best of %d combinations (written to %s): %s", len(rows), path, best)
+    result = search(collect_held_out_predictions(args.dataset_dir, args.cv_dir, args.config))
+    path = write_search(result.rows, args.cv_dir / SEARCH_NAME)
+    logger.info("best of %d combinations (written to %s): %s", len(result.rows), path, result.rows[0])
+    if result.selected:
+        selected_path = args.cv_dir / SELECTED_NAME
+        selected_path.write_text(json.dumps(result.selected, indent=2) + "\n")
+        pooled = result.selected["pooled"]
+        logger.info(
+            "chosen on the other folds, scored on each held-out fold (written to %s): F1 %.3f, PQ %.3f, count error %+.3f",
+            selected_path, pooled["f1"], pooled["pq"], pooled["count_error"],
+        )
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rformer_monai import cv
@@ -37,7 +38,7 @@ def test_separation_output_decides_the_split(merged_pair):
 
 
 def test_search_covers_the_grid_in_both_modes_best_first(tmp_path, merged_pair):
-    rows = search([held_out(merged_pair)], SMALL_GRID)
+    rows = search([held_out(merged_pair)], SMALL_GRID).rows
     assert len(rows) == 2 * 2  # smoothing values x (with, without the separation output)
     assert [row["f1"] for row in rows] == sorted((row["f1"] for row in rows), reverse=True)
     assert rows[0]["use_separation"] is True and rows[0]["f1"] == pytest.approx(1.0)
@@ -46,8 +47,39 @@ def test_search_covers_the_grid_in_both_modes_best_first(tmp_path, merged_pair):
 
 
 def test_search_without_separation_output_has_one_mode(merged_pair):
-    rows = search([held_out(merged_pair, with_separation=False)], SMALL_GRID)
+    rows = search([held_out(merged_pair, with_separation=False)], SMALL_GRID).rows
     assert len(rows) == 2 and not any(row["use_separation"] for row in rows)
+
+
+def test_particle_threshold_can_split_what_the_mask_merges(merged_pair):
+    probability, truth, _ = merged_pair
+    probability = probability.copy()
+    probability[:, 15] = np.minimum(probability[:, 15], 0.6)  # the network drew the line, faintly
+    pair = HeldOutPrediction("faint line", probability, None, truth, 2.0)
+    assert score_separation([pair], use_separation=False, threshold=0.5)["f1"] == pytest.approx(0.0)
+    assert score_separation([pair], use_separation=False, threshold=0.7)["f1"] == pytest.approx(1.0)
+
+
+def test_settings_are_chosen_on_the_other_folds(merged_pair):
+    """Fold 0's image needs a threshold above its faint line (0.6), fold 1's faint particle (0.65) one
+    below: the best threshold of each fold fails on the other, which only the cross-fold estimate shows."""
+    probability, truth, _ = merged_pair
+    faint_line = probability.copy()
+    faint_line[:, 15] = np.minimum(faint_line[:, 15], 0.6)
+    faint_particle = np.zeros_like(probability)
+    faint_particle[5:15, 5:15] = 0.65
+    predictions = [
+        HeldOutPrediction("faint line", faint_line, None, truth, 2.0, fold=0),
+        HeldOutPrediction("faint particle", faint_particle, None, faint_particle > 0, 2.0, fold=1),
+    ]
+    result = search(predictions, {**SMALL_GRID, "smoothing_sigma_px": (1.0,), "threshold": (0.5, 0.7)})
+    assert result.rows[0]["threshold"] == 0.7 and result.rows[0]["f1"] == pytest.approx(0.8)  # 2 of 3 found
+    assert {fold: setting["threshold"] for fold, setting in result.selected["per_fold"].items()} == {"0": 0.5, "1": 0.7}
+    assert result.selected["pooled"]["tp"] == 0 and result.selected["pooled"]["f1"] == pytest.approx(0.0)
+
+
+def test_one_fold_has_no_cross_fold_estimate(merged_pair):
+    assert search([held_out(merged_pair)], SMALL_GRID).selected == {}
 
 
 def test_missing_fold_models_is_a_clear_error(tmp_path):
@@ -64,4 +96,5 @@ def test_held_out_predictions_of_a_separation_network(tiny_dataset, tiny_overrid
     for item in predictions:
         assert item.probability.shape == item.separation.shape == item.truth.shape == (96, 96)
         assert 0.0 <= item.probability.min() and item.probability.max() <= 1.0
-    assert len(search(predictions, SMALL_GRID)) == 4
+    assert len(search(predictions, SMALL_GRID).rows) == 4
+    assert {item.fold for item in predictions} == {0}
