@@ -116,6 +116,44 @@ def test_evaluation_metrics_match_a_hand_computed_case(tmp_path):
     assert (tmp_path / "bundle" / "eval" / "metrics.csv").is_file()
 
 
+def test_particle_threshold_splits_what_the_mask_bridges(tmp_path):
+    """Two particles joined by a one-pixel column of probability about 0.64: one particle for the mask's
+    threshold 0.5, two for a particle threshold of 0.7; the pixel scores stay those of the 0.5 mask."""
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    image = np.zeros((64, 64), np.uint8)
+    image[20:30, 20:41] = 255
+    image[20:30, 30] = 129  # sigmoid(100 * (129 / 255 - 0.5)) = 0.64
+    tifffile.imwrite(root / "images" / "pair.tif", image)
+    tifffile.imwrite(root / "masks" / "pair_m.tif", np.where(image == 255, 255, 0).astype(np.uint8))
+    _threshold_network_weights(tmp_path / "bundle" / "models" / "model.pt")
+
+    def evaluate(eval_dir: Path, **override) -> tuple[dict, dict]:
+        workflow = _workflow(
+            [CONFIGS / "train.json", CONFIGS / "evaluate.json"],
+            "eval",
+            bundle_root=str(tmp_path / "bundle"),
+            dataset_dir=str(root),
+            eval_dir=str(eval_dir),
+            network_def={"_target_": "torch.nn.Conv2d", "in_channels": 1, "out_channels": 1, "kernel_size": 1},
+            intensity="unit",
+            crop_bottom=0,
+            **TINY_RUN,
+            **override,
+        )
+        workflow.run()
+        workflow.finalize()
+        pixels = json.loads((eval_dir / "metrics.json").read_text())["pooled"]
+        return pixels, json.loads((eval_dir / "instance_metrics.json").read_text())["pooled"]
+
+    pixels, particles = evaluate(tmp_path / "eval_default")
+    assert (particles["pred_count"], particles["tp"], particles["true_count"]) == (1, 0, 2)
+    strict_pixels, strict_particles = evaluate(tmp_path / "eval_strict", particle_threshold=0.7)
+    assert (strict_particles["pred_count"], strict_particles["tp"]) == (2, 2)
+    assert strict_pixels == pixels
+
+
 def test_inference_writes_full_size_masks_for_any_size(tmp_path):
     inputs = tmp_path / "in"
     (inputs / "nested").mkdir(parents=True)
