@@ -117,8 +117,9 @@ def test_evaluation_metrics_match_a_hand_computed_case(tmp_path):
 
 
 def test_particle_threshold_splits_what_the_mask_bridges(tmp_path):
-    """Two particles joined by a one-pixel column of probability about 0.64: one particle for the mask's
-    threshold 0.5, two for a particle threshold of 0.7; the pixel scores stay those of the 0.5 mask."""
+    """Two particles joined by a one-pixel column of probability about 0.64: one particle at the mask's
+    threshold 0.5, two at the evaluation's default particle threshold (0.8); the pixel scores stay those of
+    the 0.5 mask."""
     root = tmp_path / "data"
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
@@ -147,9 +148,9 @@ def test_particle_threshold_splits_what_the_mask_bridges(tmp_path):
         pixels = json.loads((eval_dir / "metrics.json").read_text())["pooled"]
         return pixels, json.loads((eval_dir / "instance_metrics.json").read_text())["pooled"]
 
-    pixels, particles = evaluate(tmp_path / "eval_default")
+    pixels, particles = evaluate(tmp_path / "eval_mask_threshold", particle_threshold="@threshold")
     assert (particles["pred_count"], particles["tp"], particles["true_count"]) == (1, 0, 2)
-    strict_pixels, strict_particles = evaluate(tmp_path / "eval_strict", particle_threshold=0.7)
+    strict_pixels, strict_particles = evaluate(tmp_path / "eval_default")
     assert (strict_particles["pred_count"], strict_particles["tp"]) == (2, 2)
     assert strict_pixels == pixels
 
