@@ -75,33 +75,44 @@ def _threshold_network_weights(path: Path, gain: float = 100.0, cut: float = 0.5
     torch.save(conv.state_dict(), path)
 
 
-def test_evaluation_metrics_match_a_hand_computed_case(tmp_path):
-    # image: bright where the network will say "particle"; mask: the truth. Both known pixel by pixel.
-    root = tmp_path / "data"
+def _one_image_dataset(root: Path, name: str, image: np.ndarray, mask: np.ndarray) -> Path:
+    """A labelled folder (images/, masks/) holding one 8-bit image and its mask."""
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
-    image = np.zeros((64, 64), np.uint8)
-    image[:, :32] = 200  # predicted particle: left half (2048 px)
-    mask = np.zeros((64, 64), np.uint8)
-    mask[:32, :48] = 255  # true particle: 32 x 48 = 1536 px, of which 32 x 32 = 1024 in the left half
-    tifffile.imwrite(root / "images" / "case.tif", image)
-    tifffile.imwrite(root / "masks" / "case_m.tif", mask)
-    weights = tmp_path / "bundle" / "models" / "model.pt"
-    _threshold_network_weights(weights)
+    tifffile.imwrite(root / "images" / f"{name}.tif", image)
+    tifffile.imwrite(root / "masks" / f"{name}_m.tif", mask)
+    return root
 
+
+def _evaluate_threshold_network(tmp_path: Path, dataset: Path, eval_dir: Path, **override) -> tuple[dict, dict]:
+    """evaluate.json with the network of :func:`_threshold_network_weights` on ``dataset`` (intensities
+    scaled to [0, 1], no data bar); the contents of ``metrics.json`` and ``instance_metrics.json``."""
+    _threshold_network_weights(tmp_path / "bundle" / "models" / "model.pt")
     workflow = _workflow(
         [CONFIGS / "train.json", CONFIGS / "evaluate.json"],
         "eval",
         bundle_root=str(tmp_path / "bundle"),
-        dataset_dir=str(root),
+        dataset_dir=str(dataset),
+        eval_dir=str(eval_dir),
         network_def={"_target_": "torch.nn.Conv2d", "in_channels": 1, "out_channels": 1, "kernel_size": 1},
         intensity="unit",
         crop_bottom=0,
         **TINY_RUN,
+        **override,
     )
     workflow.run()
     workflow.finalize()
-    metrics = json.loads((tmp_path / "bundle" / "eval" / "metrics.json").read_text())
+    return tuple(json.loads((eval_dir / name).read_text()) for name in ("metrics.json", "instance_metrics.json"))
+
+
+def test_evaluation_metrics_match_a_hand_computed_case(tmp_path):
+    # image: bright where the network will say "particle"; mask: the truth. Both known pixel by pixel.
+    image = np.zeros((64, 64), np.uint8)
+    image[:, :32] = 200  # predicted particle: left half (2048 px)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:32, :48] = 255  # true particle: 32 x 48 = 1536 px, of which 32 x 32 = 1024 in the left half
+    dataset = _one_image_dataset(tmp_path / "data", "case", image, mask)
+    metrics, _ = _evaluate_threshold_network(tmp_path, dataset, tmp_path / "eval")
     tp, fp, fn = 1024, 2048 - 1024, 1536 - 1024
     tn = 64 * 64 - tp - fp - fn
     case = metrics["per_image"][0]
@@ -113,46 +124,24 @@ def test_evaluation_metrics_match_a_hand_computed_case(tmp_path):
     assert case["recall"] == pytest.approx(tp / (tp + fn))
     assert case["accuracy"] == pytest.approx((tp + tn) / (64 * 64))
     assert metrics["confusion_matrix"] == [[tn, fp], [fn, tp]]
-    assert (tmp_path / "bundle" / "eval" / "metrics.csv").is_file()
+    assert (tmp_path / "eval" / "metrics.csv").is_file()
 
 
 def test_particle_threshold_splits_what_the_mask_bridges(tmp_path):
     """Two particles joined by a one-pixel column of probability about 0.64: one particle at the mask's
     threshold 0.5, two at the evaluation's default particle threshold (0.8); the pixel scores stay those of
     the 0.5 mask."""
-    root = tmp_path / "data"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
     image = np.zeros((64, 64), np.uint8)
     image[20:30, 20:41] = 255
     image[20:30, 30] = 129  # sigmoid(100 * (129 / 255 - 0.5)) = 0.64
-    tifffile.imwrite(root / "images" / "pair.tif", image)
-    tifffile.imwrite(root / "masks" / "pair_m.tif", np.where(image == 255, 255, 0).astype(np.uint8))
-    _threshold_network_weights(tmp_path / "bundle" / "models" / "model.pt")
-
-    def evaluate(eval_dir: Path, **override) -> tuple[dict, dict]:
-        workflow = _workflow(
-            [CONFIGS / "train.json", CONFIGS / "evaluate.json"],
-            "eval",
-            bundle_root=str(tmp_path / "bundle"),
-            dataset_dir=str(root),
-            eval_dir=str(eval_dir),
-            network_def={"_target_": "torch.nn.Conv2d", "in_channels": 1, "out_channels": 1, "kernel_size": 1},
-            intensity="unit",
-            crop_bottom=0,
-            **TINY_RUN,
-            **override,
-        )
-        workflow.run()
-        workflow.finalize()
-        pixels = json.loads((eval_dir / "metrics.json").read_text())["pooled"]
-        return pixels, json.loads((eval_dir / "instance_metrics.json").read_text())["pooled"]
-
-    pixels, particles = evaluate(tmp_path / "eval_mask_threshold", particle_threshold="@threshold")
-    assert (particles["pred_count"], particles["tp"], particles["true_count"]) == (1, 0, 2)
-    strict_pixels, strict_particles = evaluate(tmp_path / "eval_default")
-    assert (strict_particles["pred_count"], strict_particles["tp"]) == (2, 2)
-    assert strict_pixels == pixels
+    dataset = _one_image_dataset(tmp_path / "data", "pair", image, np.where(image == 255, 255, 0).astype(np.uint8))
+    pixels, particles = _evaluate_threshold_network(
+        tmp_path, dataset, tmp_path / "eval_mask_threshold", particle_threshold="@threshold"
+    )
+    assert (particles["pooled"]["pred_count"], particles["pooled"]["tp"], particles["pooled"]["true_count"]) == (1, 0, 2)
+    strict_pixels, strict_particles = _evaluate_threshold_network(tmp_path, dataset, tmp_path / "eval_default")
+    assert (strict_particles["pooled"]["pred_count"], strict_particles["pooled"]["tp"]) == (2, 2)
+    assert strict_pixels["pooled"] == pixels["pooled"]
 
 
 def test_inference_writes_full_size_masks_for_any_size(tmp_path):
