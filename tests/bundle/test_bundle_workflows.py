@@ -257,6 +257,14 @@ def test_configs_share_one_network_definition():
         assert train[key] == inference[key]
 
 
+def test_evaluation_scores_the_particles_that_inference_writes():
+    """evaluate.json is merged onto train.json, not inference.json, so it repeats the particle settings."""
+    evaluate = json.loads((CONFIGS / "evaluate.json").read_text())
+    inference = json.loads((CONFIGS / "inference.json").read_text())
+    for key in ("threshold", "particle_threshold", "particle_separation"):
+        assert evaluate[key] == inference[key]
+
+
 @pytest.mark.slow
 def test_verify_net_in_out_passes_on_network_def():
     from monai.bundle import verify_net_in_out
