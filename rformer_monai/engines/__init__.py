@@ -1,5 +1,5 @@
-"""Workflow pieces the bundle wires together: weight loading, resuming, epoch logging, output writing,
-batch runs that survive bad inputs and interruptions, one-line user errors."""
+"""Workflow pieces the bundle wires together: weight loading, resuming, learning-rate schedules, epoch logging,
+output writing, batch runs that survive bad inputs and interruptions, one-line user errors."""
 
 from rformer_monai.engines.checkpoints import (
     AtomicCheckpointWriter,
@@ -28,6 +28,7 @@ from rformer_monai.engines.robust import (
     output_suffixes,
     pending_items,
 )
+from rformer_monai.engines.schedules import LR_SCHEDULES, learning_rate_scheduler
 from rformer_monai.engines.settings import as_bool, check_settings
 from rformer_monai.engines.writers import SaveMaskd, write_atomic, write_tiff_atomic
 
@@ -37,6 +38,7 @@ __all__ = [
     "EpochSummaryHandler",
     "FailedInputsError",
     "FailureLog",
+    "LR_SCHEDULES",
     "PredictionOverlayHandler",
     "ReseedEachEpoch",
     "ResumeFromCheckpoint",
@@ -50,6 +52,7 @@ __all__ = [
     "epoch_seed",
     "find_user_error",
     "install_error_reporting",
+    "learning_rate_scheduler",
     "load_weights",
     "output_suffixes",
     "pending_items",

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from rformer_monai.engines.errors import SettingsError
+from rformer_monai.engines.schedules import LR_SCHEDULES
 from rformer_monai.transforms.pipelines import INTENSITY_MODES
 
 TRUE_WORDS = ("true", "yes", "1")
@@ -58,6 +59,7 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "fold": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
     "num_folds": ("an integer >= 2", lambda v: _is_int(v) and v >= 2),
     "learning_rate": ("a positive number", lambda v: _is_number(v) and v > 0),
+    "lr_schedule": (f"one of {LR_SCHEDULES}", lambda v: v in LR_SCHEDULES),
     "sw_overlap": ("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
     "threshold": ("a number in (0, 1)", lambda v: _is_number(v) and 0 < v < 1),
     "particle_threshold": ("a number in (0, 1)", lambda v: _is_number(v) and 0 < v < 1),

@@ -51,7 +51,7 @@ def test_training_writes_best_model_and_resumable_checkpoint(tmp_path):
     assert "encoder.stem.0.weight" in state or any(key.startswith("encoder.") for key in state)
     final = tmp_path / "bundle" / "runs" / "checkpoints" / "checkpoint_final.pt"
     checkpoint = torch.load(final, weights_only=True)
-    assert set(checkpoint) == {"model", "optimizer", "trainer"}
+    assert set(checkpoint) == {"model", "optimizer", "lr_scheduler", "trainer"}
     assert checkpoint["trainer"]["iteration"] == 2 * checkpoint["trainer"]["epoch_length"]
 
     # resuming is one override: the trainer continues from the saved epoch

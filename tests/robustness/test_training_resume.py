@@ -175,6 +175,7 @@ def training_overrides(bundle_root: Path, dataset: Path, **extra) -> dict:
         "val_interval": MAX_EPOCHS,
         "num_folds": 2,
         "crops_per_image": 2,
+        "lr_schedule": "cosine",  # a resumed run must carry the schedule on, not restart it
         **extra,
     }
 
@@ -231,4 +232,5 @@ def test_killed_training_resumes_to_the_weights_of_an_uninterrupted_run(uninterr
         torch.testing.assert_close(tensor, expected[name], msg=name)
     optimizer_state = read_checkpoint(checkpoints / "checkpoint_final.pt")["optimizer"]["state"]
     assert all(int(state["step"]) == MAX_EPOCHS * 2 for state in optimizer_state.values())  # Adam's steps carried over
+    assert read_checkpoint(checkpoints / "checkpoint_final.pt")["lr_scheduler"]["last_epoch"] == MAX_EPOCHS
     assert np.any([not torch.equal(weights[name], read_checkpoint(saved[0])["model"][name]) for name in weights])
