@@ -263,6 +263,7 @@ def test_dataset_folder_problems(tmp_path, monkeypatch):
         ("max_epochs", True, "a positive integer"),
         ("learning_rate", "1e-3x", "a positive number"),
         ("learning_rate", float("nan"), "a positive number"),
+        ("lr_schedule", "step", "one of ('constant', 'cosine')"),
         ("roi_size", 256, "a list of two positive integers such as [256, 256]"),
         ("roi_size", [256, 0], "a list of two positive integers such as [256, 256]"),
         ("threshold", 1.0, "a number in (0, 1)"),
@@ -284,7 +285,7 @@ def test_check_settings_names_the_setting_and_what_it_expects(name, value, expec
 
 def test_check_settings_accepts_good_values_and_reports_all_problems():
     check_settings(
-        max_epochs=200, learning_rate=1e-4, roi_size=[256, 256], threshold=0.5, sw_overlap=0, crop_bottom=None,
+        max_epochs=200, learning_rate=1e-4, lr_schedule="cosine", roi_size=[256, 256], threshold=0.5, sw_overlap=0, crop_bottom=None,
         pixel_size_nm=7.3, intensity="zscore", amp=False, overwrite="true", save_probability=False, num_workers=0,
         seed=0, dataset_dir=None, output_dir="out", resume_from=None,
     )  # fmt: skip
