@@ -1,7 +1,7 @@
 """Choose the particle-separation parameters on cross-validated predictions.
 
     python -m rformer_monai.separation_search --dataset_dir ../shared/data/bam-tio2-sem \\
-        --cv_dir reports/cv/residualformer_band2 --config configs/separation_band.json
+        --cv_dir reports/cv/residualformer   # plus the --config files the CV ran with, if any
 
 Every fold's ``model.pt`` (from ``python -m rformer_monai.cv run``) predicts its held-out images through
 the bundle's evaluate.json, so each image is seen only by a model that never trained on it. Each
@@ -50,11 +50,11 @@ SELECTED_NAME = "separation_selected.json"
 THRESHOLD = 0.5  # the evaluation's particle threshold, where a grid has none
 THRESHOLD_KEY = "threshold"  # probability above which a pixel is particle, for the particle step only
 GRID: dict[str, tuple[Any, ...]] = {
-    THRESHOLD_KEY: (0.5, 0.6, 0.7, 0.8),
+    THRESHOLD_KEY: (0.5, 0.6, 0.7, 0.8, 0.9),
     "min_marker_distance_px": (3,),
     "smoothing_sigma_px": (1.0,),
     "min_size_px": (10,),
-    "marker_height_px": (0.1, 0.25),
+    "marker_height_px": (0.1, 0.25, 0.5, 1.0, 2.0),
 }
 PARTICLES_DICE = "particles_dice"
 REPORTED_SCORES = (PARTICLES_DICE, "f1", "precision", "recall", "pq", "mean_iou", "count_error", "median_ecd_error", "ks_distance")
