@@ -1,6 +1,7 @@
-"""Sliding-window inference speed and memory: ResidualFormer (paper layout and cheap variant) against MONAI BasicUNet.
+"""Sliding-window inference speed and memory: ResidualFormer (the bundle's layout, the paper's and a cheap one) against
+MONAI BasicUNet.
 
-    python benchmarks/inference_speed.py [--quick] [--skip_8192] [--repeats 3] [--models paper cheap basicunet]
+    python benchmarks/inference_speed.py [--quick] [--skip_8192] [--repeats 3] [--models bundle paper cheap basicunet]
         [--threads N] [--sw_batch_size 4] [--tta] [--devices cpu cuda]
         [--cuda_precision bf16] [--channels_last] [--compile]
 
@@ -37,8 +38,9 @@ SMALL_IMAGE = (768, 1024)  # H x W: a 1024 x 768 SEM micrograph
 LARGE_IMAGE = (8192, 8192)
 STITCH_BYTES_PER_PIXEL = 12  # float32 input, stitched output and weight sum
 MODELS = {
+    "bundle": "ResidualFormer, bundle default since 0.4.0 (decoder 32, fusion 1)",
     "paper": "ResidualFormer, paper layout (decoder 256, fusion 1)",
-    "cheap": "ResidualFormer, cheap (decoder 64, fusion 1/4)",
+    "cheap": "ResidualFormer, cheap (decoder 64, fusion 1/4; the bundle before 0.4.0)",
     "basicunet": "MONAI BasicUNet",
 }
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -55,6 +57,8 @@ def build_model(name: str) -> torch.nn.Module:
     from rformer_monai.networks import ResidualFormer
 
     torch.manual_seed(0)
+    if name == "bundle":
+        return ResidualFormer(decoder_channels=32, fusion_stride=1).eval()
     if name == "paper":
         return ResidualFormer(decoder_channels=256, fusion_stride=1).eval()
     if name == "cheap":
