@@ -185,13 +185,13 @@ def test_inference_writes_full_size_masks_for_any_size(tmp_path):
     assert {line.split(",")[0] for line in summary[1:]} == {*sizes, "pooled"}
 
 
-def _train_one_epoch(tmp_path: Path, extra_config: Path) -> tuple[Path, dict, ConfigWorkflow]:
-    """Train the tiny network for one epoch on a tiny labelled dataset with ``extra_config`` merged onto
+def _train_one_epoch(tmp_path: Path, *extra_configs: Path) -> tuple[Path, dict, ConfigWorkflow]:
+    """Train the tiny network for one epoch on a tiny labelled dataset with ``extra_configs`` merged onto
     train.json; return the bundle folder, the overrides used and the finished workflow."""
     dataset = write_labelled_dataset(tmp_path / "data")
     bundle = tmp_path / "bundle"
     override = {**TINY_NETWORK, **TINY_RUN, "bundle_root": str(bundle), "dataset_dir": str(dataset)}
-    train = _workflow([CONFIGS / "train.json", extra_config], "train", max_epochs=1, num_folds=2, crops_per_image=2, **override)
+    train = _workflow([CONFIGS / "train.json", *extra_configs], "train", max_epochs=1, num_folds=2, crops_per_image=2, **override)
     train.run()
     train.finalize()
     return bundle, override, train
@@ -223,10 +223,14 @@ def test_separation_network_trains_evaluates_and_infers(tmp_path):
 
 
 @pytest.mark.slow
-def test_line_weighted_loss_trains_a_one_channel_network(tmp_path):
-    """configs/separation_weight.json: the label carries loss weights as a second channel; the network keeps
-    one output channel and the training Dice is taken on the mask channel alone."""
-    bundle, _, train = _train_one_epoch(tmp_path, PROJECT_CONFIGS / "separation_weight.json")
+@pytest.mark.parametrize(("extra_configs", "label_channels"), [((), 2), ((PROJECT_CONFIGS / "dice_loss.json",), 1)])
+def test_one_channel_network_trains_with_or_without_line_weights(tmp_path, extra_configs, label_channels):
+    """By default the label carries loss weights on the lines between touching particles as a second channel,
+    the network keeps one output channel and the training Dice is taken on the mask channel alone;
+    configs/dice_loss.json trains on the mask alone with the paper's Dice loss."""
+    bundle, _, train = _train_one_epoch(tmp_path, *extra_configs)
+    crops = train.parser.get_parsed_content("train#dataset")[0]
+    assert {crop["label"].shape[0] for crop in crops} == {label_channels}
     assert 0.0 <= train.trainer.state.metrics["train_mean_dice"] <= 1.0
     state = torch.load(bundle / "models" / "model.pt", weights_only=True)
     assert state["decoder.head.weight"].shape[0] == 1
