@@ -31,8 +31,9 @@ def test_constant_schedule_keeps_the_learning_rate():
 
 def test_cosine_schedule_falls_along_half_a_cosine():
     expected = [LEARNING_RATE * (1 + math.cos(math.pi * epoch / EPOCHS)) / 2 for epoch in range(EPOCHS)]
-    assert learning_rates("cosine") == pytest.approx(expected)
-    assert expected[-1] < LEARNING_RATE / 5  # the last epoch's steps are small
+    rates = learning_rates("cosine")
+    assert rates == pytest.approx(expected)
+    assert rates[-1] < LEARNING_RATE / 5  # the last epoch's steps are small
 
 
 @pytest.mark.parametrize(
