@@ -26,10 +26,16 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 from rformer_monai.inference.memory import peak_resident_bytes
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+BUNDLE_INFERENCE_CONFIG = REPOSITORY / "bundles" / "residualformer_sem" / "configs" / "inference.json"
+CHEAP_LAYOUT_CONFIG = REPOSITORY / "configs" / "decoder64_quarter_resolution.json"
+PAPER_DECODER_CHANNELS = 256
 
 ROI_SIZE = (256, 256)
 OVERLAP = 0.25
@@ -38,9 +44,9 @@ SMALL_IMAGE = (768, 1024)  # H x W: a 1024 x 768 SEM micrograph
 LARGE_IMAGE = (8192, 8192)
 STITCH_BYTES_PER_PIXEL = 12  # float32 input, stitched output and weight sum
 MODELS = {
-    "bundle": "ResidualFormer, bundle default since 0.4.0 (decoder 32, fusion 1)",
+    "bundle": "ResidualFormer, the bundle's inference.json layout",
     "paper": "ResidualFormer, paper layout (decoder 256, fusion 1)",
-    "cheap": "ResidualFormer, cheap (decoder 64, fusion 1/4; the bundle before 0.4.0)",
+    "cheap": "ResidualFormer, cheap (configs/decoder64_quarter_resolution.json: the bundle before 0.4.0)",
     "basicunet": "MONAI BasicUNet",
 }
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -50,19 +56,28 @@ TABLE_HEADER = (
 )
 
 
+def bundle_network(*extra_configs: Path, **layout: int) -> torch.nn.Module:
+    """The ``network_def`` of the bundle's inference.json, merged with ``extra_configs``, ``layout`` set last."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE_INFERENCE_CONFIG), *map(str, extra_configs)])
+    for key, value in layout.items():
+        parser[f"network_def#{key}"] = value
+    return parser.get_parsed_content("network_def")
+
+
 def build_model(name: str) -> torch.nn.Module:
     """The benchmarked networks, seeded, in eval mode."""
     from monai.networks.nets import BasicUNet
 
-    from rformer_monai.networks import ResidualFormer
-
     torch.manual_seed(0)
     if name == "bundle":
-        return ResidualFormer(decoder_channels=32, fusion_stride=1).eval()
+        return bundle_network().eval()
     if name == "paper":
-        return ResidualFormer(decoder_channels=256, fusion_stride=1).eval()
+        return bundle_network(decoder_channels=PAPER_DECODER_CHANNELS, fusion_stride=1).eval()
     if name == "cheap":
-        return ResidualFormer(decoder_channels=64, fusion_stride=4).eval()
+        return bundle_network(CHEAP_LAYOUT_CONFIG).eval()
     if name == "basicunet":
         return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1).eval()
     raise ValueError(f"model must be one of {sorted(MODELS)}, got {name!r}.")

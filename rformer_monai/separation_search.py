@@ -41,13 +41,13 @@ from rformer_monai.metrics.instances import (
     pool_matches,
     scores_from_matches,
 )
+from rformer_monai.metrics.segmentation import DEFAULT_THRESHOLD
 from rformer_monai.transforms.io import pixel_size_from_meta
 
 logger = logging.getLogger("rformer_monai.separation_search")
 
 SEARCH_NAME = "separation_search.csv"
 SELECTED_NAME = "separation_selected.json"
-THRESHOLD = 0.5  # the evaluation's particle threshold, where a grid has none
 THRESHOLD_KEY = "threshold"  # probability above which a pixel is particle, for the particle step only
 GRID: dict[str, tuple[Any, ...]] = {
     THRESHOLD_KEY: (0.5, 0.6, 0.7, 0.8, 0.9),
@@ -137,7 +137,7 @@ class SeparationOutcome:
 
 
 def separate_and_match(
-    item: HeldOutPrediction, use_separation: bool, threshold: float = THRESHOLD, **separation: Any
+    item: HeldOutPrediction, use_separation: bool, threshold: float = DEFAULT_THRESHOLD, **separation: Any
 ) -> SeparationOutcome:
     """Split one held-out prediction (particles above ``threshold``) with the given
     :func:`separate_particles` arguments and match its particles to the true ones; ``use_separation``
@@ -162,7 +162,7 @@ def pooled_scores(outcomes: Iterable[SeparationOutcome]) -> dict[str, float | in
 
 
 def score_separation(
-    predictions: Iterable[HeldOutPrediction], use_separation: bool, threshold: float = THRESHOLD, **separation: Any
+    predictions: Iterable[HeldOutPrediction], use_separation: bool, threshold: float = DEFAULT_THRESHOLD, **separation: Any
 ) -> dict[str, float | int]:
     """Pooled scores (:func:`pooled_scores`) of the predictions split with one setting
     (:func:`separate_and_match`)."""
