@@ -25,6 +25,7 @@ from rformer_monai.metrics.instances import (
     InstanceMatches,
     match_instances,
     pool_matches,
+    recall_by_size,
     scores_from_matches,
 )
 from rformer_monai.transforms.array import DATA_BAR_ROWS_KEY
@@ -154,6 +155,7 @@ class InstanceEvaluationHandler:
         self.separation_key = separation_key
         self.per_image: list[dict[str, Any]] = []
         self.matches: list[InstanceMatches] = []
+        self.ecd_units: set[str] = set()
 
     def attach(self, engine: Engine) -> None:
         """Attach to an evaluator."""
@@ -162,7 +164,7 @@ class InstanceEvaluationHandler:
         engine.add_event_handler(Events.COMPLETED, self._write)
 
     def _reset(self, engine: Engine) -> None:
-        self.per_image, self.matches = [], []
+        self.per_image, self.matches, self.ecd_units = [], [], set()
 
     def _match(self, engine: Engine) -> None:
         for sample in engine.state.output:
@@ -176,17 +178,24 @@ class InstanceEvaluationHandler:
             )
             name = Path(str(prediction.meta.get("filename_or_obj", len(self.per_image)))).stem
             self.matches.append(matches)
+            self.ecd_units.add("px" if pixel_size_nm is None else "nm")
             self.per_image.append({"name": name, **scores_from_matches(matches)})
 
     def _write(self, engine: Engine) -> None:
         if not self.per_image:
             return
-        pooled = scores_from_matches(pool_matches(self.matches))
+        pooled_matches = pool_matches(self.matches)
+        pooled = scores_from_matches(pooled_matches)
         report = {"iou_threshold": self.iou_threshold, "separation": self.separation, "pooled": pooled,
+                  "recall_by_size": recall_by_size(pooled_matches), "ecd_unit": "/".join(sorted(self.ecd_units)),
                   "per_image": self.per_image}
         self.output_dir.mkdir(parents=True, exist_ok=True)
         (self.output_dir / INSTANCE_METRICS_NAME).write_text(json.dumps(report, indent=2, default=float))
         logger.info(
             "instances: F1 %.4f, PQ %.4f, count error %+.1f%% over %d images",
             pooled["f1"], pooled["pq"], PERCENT * pooled["count_error"], len(self.per_image),
+        )
+        logger.info(
+            "recall by particle size, smallest quarter first: %s",
+            ", ".join(f"{row['recall']:.2f}" for row in report["recall_by_size"]),
         )

@@ -9,6 +9,7 @@ from rformer_monai.metrics.instances import (
     instance_scores,
     match_instances,
     pool_matches,
+    recall_by_size,
     scores_from_matches,
 )
 from rformer_monai.metrics.segmentation import (
@@ -44,6 +45,7 @@ __all__ = [
     "match_instances",
     "plot_confusion_matrix",
     "pool_matches",
+    "recall_by_size",
     "roc_auc",
     "scores_from_confusion",
     "scores_from_matches",

@@ -20,6 +20,8 @@ Scores (:func:`scores_from_matches`, :func:`instance_scores`):
 - ``ks_distance``: two-sample Kolmogorov-Smirnov statistic between the predicted and the
   true ECD distributions (``scipy.stats.ks_2samp``).
 
+:func:`recall_by_size` splits the recall by the size of the true particles: which sizes are lost.
+
 The last three are NaN where undefined (no true particle, or one side empty for the median);
 both sides empty gives 0 error. Matches of several images pool with ``+`` or
 :func:`pool_matches`, so that scores over a data set count every particle once.
@@ -43,6 +45,7 @@ __all__ = [
     "instance_scores",
     "match_instances",
     "pool_matches",
+    "recall_by_size",
     "scores_from_matches",
 ]
 
@@ -50,6 +53,8 @@ DEFAULT_IOU_THRESHOLD = 0.5
 """A predicted and a true particle match when their IoU is above this."""
 MIN_UNIQUE_IOU_THRESHOLD = 0.5
 """Thresholds below this would let a particle match several others (not supported)."""
+DEFAULT_SIZE_CLASSES = 4
+"""Size classes of :func:`recall_by_size`: the quarters of the true particles by ECD."""
 
 INSTANCE_SCORE_NAMES: tuple[str, ...] = (
     "f1",
@@ -289,6 +294,41 @@ def scores_from_matches(matches: InstanceMatches) -> dict[str, float | int]:
         "pred_count": matches.pred_count,
         "true_count": matches.true_count,
     }
+
+
+def recall_by_size(matches: InstanceMatches, classes: int = DEFAULT_SIZE_CLASSES) -> list[dict[str, float | int]]:
+    """Recall of the true particles in size classes of equal count (quantiles of their ECD).
+
+    A true particle is found when its best IoU with a prediction is above the matching threshold (its
+    match is unique there, see the module docstring).
+
+    Args:
+        matches: from :func:`match_instances` or :func:`pool_matches`.
+        classes: number of classes; fewer where ECDs repeat at class edges.
+
+    Returns:
+        One row per class, smallest first: ``ecd_min`` and ``ecd_max`` (in the matches' unit), ``true_count``,
+        ``found`` and ``recall``; no rows without true particles.
+    """
+    if classes < 1:
+        raise ValueError(f"classes must be at least 1, got {classes}.")
+    if matches.true_count == 0:
+        return []
+    found = matches.best_true_iou > matches.iou_threshold
+    edges = np.unique(np.quantile(matches.true_ecd, np.linspace(0.0, 1.0, classes + 1)))
+    # class i holds ECDs in [edges[i], edges[i + 1]), the last one its upper edge too
+    class_of = np.clip(np.searchsorted(edges, matches.true_ecd, side="right") - 1, 0, max(edges.size - 2, 0))
+    rows = []
+    for index in np.unique(class_of):
+        members = class_of == index
+        rows.append({
+            "ecd_min": float(matches.true_ecd[members].min()),
+            "ecd_max": float(matches.true_ecd[members].max()),
+            "true_count": int(members.sum()),
+            "found": int(found[members].sum()),
+            "recall": float(found[members].mean()),
+        })
+    return rows
 
 
 def instance_scores(

@@ -38,8 +38,12 @@ def test_instance_evaluation_splits_along_separation(tmp_path, merged_pair, with
     probability, truth, separation = merged_pair
     handler = InstanceEvaluationHandler(tmp_path)
     run_handler(handler, sample_of(probability, truth, separation if with_separation else None))
-    pooled = json.loads((tmp_path / "instance_metrics.json").read_text())["pooled"]
-    assert pooled["f1"] == pytest.approx(expected_f1)
+    report = json.loads((tmp_path / "instance_metrics.json").read_text())
+    assert report["pooled"]["f1"] == pytest.approx(expected_f1)
+    by_size = report["recall_by_size"]
+    assert sum(row["true_count"] for row in by_size) == report["pooled"]["true_count"] == 2
+    assert sum(row["found"] for row in by_size) == report["pooled"]["tp"]
+    assert report["ecd_unit"] == "nm"
 
 
 def test_particle_analysis_counts_two_particles_with_separation(tmp_path, write_tiff, merged_pair):

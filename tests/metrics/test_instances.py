@@ -14,6 +14,7 @@ from rformer_monai.metrics import (
     instance_scores,
     match_instances,
     pool_matches,
+    recall_by_size,
     scores_from_matches,
 )
 
@@ -145,6 +146,31 @@ def test_match_rejects_bad_input(kwargs: dict, message: str) -> None:
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
         match_instances(**arguments)
+
+
+def test_recall_by_size_finds_where_small_particles_are_lost() -> None:
+    # true squares of sides 2, 4, 6 and 8 px, two of each; the prediction has the two largest sizes only
+    corners = [(2, 2), (2, 12), (2, 22), (2, 34), (20, 2), (20, 12), (20, 22), (20, 34)]
+    sides = [2, 4, 6, 8, 2, 4, 6, 8]
+    truth = np.zeros(SHAPE, dtype=np.int32)
+    for label, ((row, column), side) in enumerate(zip(corners, sides), start=1):
+        truth[row : row + side, column : column + side] = label
+    prediction = np.where(np.isin(truth, [3, 4, 7, 8]), truth, 0)
+    rows = recall_by_size(match_instances(prediction, truth, pixel_size_nm=2.0))
+    assert [row["recall"] for row in rows] == [0.0, 0.0, 1.0, 1.0]
+    assert [row["true_count"] for row in rows] == [2, 2, 2, 2]
+    assert [row["found"] for row in rows] == [0, 0, 2, 2]
+    # ECD in nm: 2 nm per px, a square of side s px has area s^2 px
+    np.testing.assert_allclose([row["ecd_min"] for row in rows], [2 * math.sqrt(4 * s**2 / math.pi) for s in sides[:4]])
+
+
+def test_recall_by_size_edge_cases() -> None:
+    one_size = squares((2, 2), (20, 30))
+    rows = recall_by_size(match_instances(squares((2, 2)), one_size), classes=4)
+    assert len(rows) == 1 and rows[0]["true_count"] == 2 and rows[0]["recall"] == 0.5
+    assert recall_by_size(match_instances(one_size, np.zeros(SHAPE, dtype=np.int32))) == []
+    with pytest.raises(ValueError, match="classes"):
+        recall_by_size(match_instances(one_size, one_size), classes=0)
 
 
 def test_matches_dataclass_is_frozen() -> None:
