@@ -9,7 +9,7 @@ sliding-window inference on the whole image:
   of the stride, so every core pixel is covered by exactly the windows that cover it in the whole image, blended
   with the same Gaussian weights;
 - every block is normalised with the statistics of the whole image (computed first, exactly, in one streaming
-  pass over the file), as the bundle's per-image z-score does.
+  pass over the file), as the bundle's per-image normalisation does.
 
 What is left are floating-point differences (measured: see ``docs/large_images.md``). Peak memory depends on
 the block size, not on the image: a few float32 planes of one block, one strip of uint8 mask rows, and the bottom
@@ -46,7 +46,7 @@ from rformer_monai.engines.writers import (
 from rformer_monai.inference.sources import MicrographSource, open_micrograph
 from rformer_monai.transforms.databar import detect_data_bar
 from rformer_monai.transforms.dictionary import SEPARATION_CHANNELS
-from rformer_monai.transforms.pipelines import INTENSITY_MODES
+from rformer_monai.transforms.pipelines import DEFAULT_INTENSITY, INTENSITY_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -312,7 +312,7 @@ def iter_block_probabilities(
     inferer: SlidingWindowInferer,
     blocks: Sequence[Block],
     statistics: IntensityStatistics,
-    intensity: str = "zscore",
+    intensity: str = DEFAULT_INTENSITY,
     device: torch.device | str | None = None,
     amp: bool = False,
     amp_dtype: torch.dtype | None = None,
@@ -419,7 +419,7 @@ def segment_large_micrograph(
     network: Callable[[torch.Tensor], torch.Tensor],
     inferer: SlidingWindowInferer,
     block_size: int = DEFAULT_BLOCK_SIZE,
-    intensity: str = "zscore",
+    intensity: str = DEFAULT_INTENSITY,
     crop_bottom: int | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     device: torch.device | str | None = None,
@@ -430,7 +430,7 @@ def segment_large_micrograph(
 ) -> Path:
     """Segment a micrograph of any size into ``output_dir/<stem>_mask.tif`` with memory bounded by the block size.
 
-    The result is the bundle's inference (data bar detected and set to 0, per-image z-score, sliding windows,
+    The result is the bundle's inference (data bar detected and set to 0, per-image normalisation, sliding windows,
     sigmoid, threshold) up to floating-point differences, computed block by block (see the module docstring).
     The mask, uint8 0/255 at the input's full size, is written as a zlib-compressed tiled TIFF to a temporary
     file in ``output_dir`` and renamed when complete.
@@ -441,7 +441,7 @@ def segment_large_micrograph(
         network: returns logits (B, 1, h, w); put in eval mode here.
         inferer: a MONAI ``SlidingWindowInferer`` (the bundle's ``inferer``); its window places the blocks.
         block_size: target side of a block's core in pixels (see :func:`plan_blocks`).
-        intensity: ``"zscore"``, ``"unit"`` or ``"none"``; must match training.
+        intensity: ``"unit"``, ``"zscore"`` or ``"none"``; must match training.
         crop_bottom: data-bar rows; ``None`` detects the bar.
         threshold: probability above which a pixel is particle.
         device: where the network runs; default the network's device.

@@ -43,6 +43,9 @@ SEPARATION_TARGETS = {
 IMAGE_KEY = "image"
 LABEL_KEY = "label"
 INTENSITY_MODES = ("zscore", "unit", "none")
+# min-max per image keeps the grey-level contrast of particles against background, which a per-image
+# z-score stretches up to five times more on a dark, nearly empty micrograph than on a crowded one
+DEFAULT_INTENSITY = "unit"
 
 # the paper's training crops and augmentations
 ROI_SIZE = (256, 256)
@@ -59,8 +62,8 @@ FOREGROUND_CROP_FRACTION = 0.5
 
 
 def intensity_transform(mode: str, keys: Sequence[str] = (IMAGE_KEY,)) -> MapTransform:
-    """The intensity normalisation: ``"zscore"`` (the paper's, per image), ``"unit"`` (min-max to [0, 1]) or
-    ``"none"`` (stored grey values, for classical thresholds)."""
+    """The intensity normalisation: ``"unit"`` (min-max to [0, 1] per image, the bundle's since 0.5.0),
+    ``"zscore"`` (the paper's, per image) or ``"none"`` (stored grey values, for classical thresholds)."""
     if mode == "none":
         return Identityd(keys=keys)
     if mode == "zscore":
@@ -71,7 +74,7 @@ def intensity_transform(mode: str, keys: Sequence[str] = (IMAGE_KEY,)) -> MapTra
 
 
 def load_transforms(
-    with_label: bool = True, intensity: str = "zscore", crop_bottom: int | None = None, pixel_size_nm: float | None = None
+    with_label: bool = True, intensity: str = DEFAULT_INTENSITY, crop_bottom: int | None = None, pixel_size_nm: float | None = None
 ) -> list[MapTransform]:
     """Deterministic loading: read, check mask geometry, crop the data bar, binarise the mask, normalise."""
     keys = [IMAGE_KEY, LABEL_KEY] if with_label else [IMAGE_KEY]
@@ -97,7 +100,7 @@ def separation_transform(target: str, size_px: float | None = None) -> MapTransf
 def train_transforms(
     roi_size: Sequence[int] = ROI_SIZE,
     num_samples: int = 4,
-    intensity: str = "zscore",
+    intensity: str = DEFAULT_INTENSITY,
     crop_bottom: int | None = None,
     foreground_fraction: float = FOREGROUND_CROP_FRACTION,
     separation_target: str | None = None,
@@ -109,7 +112,7 @@ def train_transforms(
     Args:
         roi_size: crop size (H, W).
         num_samples: crops drawn from each image per epoch.
-        intensity: ``"zscore"`` or ``"unit"``.
+        intensity: ``"unit"`` or ``"zscore"`` (see :func:`intensity_transform`).
         crop_bottom: data-bar rows to crop; ``None`` detects the bar.
         foreground_fraction: fraction of crops centred on a particle pixel.
         separation_target: None keeps the one-channel mask; ``"band"`` or ``"border"`` gives the label a
@@ -159,13 +162,13 @@ def train_transforms(
     )
 
 
-def validation_transforms(intensity: str = "zscore", crop_bottom: int | None = None) -> Compose:
+def validation_transforms(intensity: str = DEFAULT_INTENSITY, crop_bottom: int | None = None) -> Compose:
     """Whole images and masks, data bar cropped, for sliding-window validation and evaluation."""
     return Compose(load_transforms(with_label=True, intensity=intensity, crop_bottom=crop_bottom))
 
 
 def inference_transforms(
-    intensity: str = "zscore", crop_bottom: int | None = None, pixel_size_nm: float | None = None
+    intensity: str = DEFAULT_INTENSITY, crop_bottom: int | None = None, pixel_size_nm: float | None = None
 ) -> Compose:
     """Whole images without masks, data bar cropped (invertible: outputs are padded back to full size)."""
     return Compose(

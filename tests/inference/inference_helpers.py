@@ -11,6 +11,7 @@ from torch import nn
 
 from rformer_monai.networks import ResidualFormer
 from rformer_monai.transforms import inference_transforms
+from rformer_monai.transforms.pipelines import DEFAULT_INTENSITY
 
 TINY_CHANNELS = (4, 8, 16, 32)
 TINY_DECODER = 8
@@ -50,7 +51,7 @@ def particles_image(shape: tuple[int, int], seed: int = 0, bar_rows: int = 0) ->
 
 
 def whole_image_probability(
-    path: Path, network: nn.Module, inferer: SlidingWindowInferer, intensity: str = "zscore", crop_bottom=None
+    path: Path, network: nn.Module, inferer: SlidingWindowInferer, intensity: str = DEFAULT_INTENSITY, crop_bottom=None
 ) -> np.ndarray:
     """The bundle's inference on the whole image: its preprocessing (data bar cropped, per-image normalisation),
     the sliding window, a sigmoid, and the bar's rows put back as 0 (what its ``Invertd`` does)."""

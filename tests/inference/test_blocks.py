@@ -46,6 +46,7 @@ from rformer_monai.transforms import (
     detect_data_bar,
     intensity_transform,
 )
+from rformer_monai.transforms.pipelines import DEFAULT_INTENSITY
 
 PROBABILITY_TOLERANCE = 1e-5
 """Largest probability difference allowed between block streaming and whole-image inference (float32 rounding:
@@ -56,7 +57,7 @@ BAR_ROWS = 24
 
 def block_probability(path: Path, network: nn.Module, inferer: SlidingWindowInferer, block_size: int, **kwargs):
     """The probability map assembled from :func:`iter_block_probabilities`, data-bar rows 0."""
-    intensity = kwargs.pop("intensity", "zscore")
+    intensity = kwargs.pop("intensity", DEFAULT_INTENSITY)
     with open_micrograph(path) as source:
         bar_rows = data_bar_rows(source)
         statistics = intensity_statistics(source, source.shape[0] - bar_rows)

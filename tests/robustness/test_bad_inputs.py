@@ -157,10 +157,12 @@ def test_colour_images_become_grey_with_a_note(tmp_path, caplog, case):
 def test_deep_and_float_images_are_normalised(tmp_path, dtype):
     path = tmp_path / "deep.tif"
     tifffile.imwrite(path, noise((24, 20), dtype))
-    image = inference_transforms()({"image": str(path)})["image"]
+    image = inference_transforms()({"image": str(path)})["image"]  # the bundle's min-max scaling
     assert tuple(image.shape) == (1, 24, 20) and image.dtype == torch.float32
-    assert torch.isfinite(image).all()
-    assert abs(float(image.mean())) < 1e-3 and abs(float(image.std(unbiased=False)) - 1) < 1e-2  # z-score
+    assert float(image.min()) == 0.0 and float(image.max()) == 1.0
+    zscored = inference_transforms(intensity="zscore")({"image": str(path)})["image"]
+    assert torch.isfinite(zscored).all()
+    assert abs(float(zscored.mean())) < 1e-3 and abs(float(zscored.std(unbiased=False)) - 1) < 1e-2
 
 
 @pytest.mark.parametrize("value", [0, 255])
