@@ -55,7 +55,7 @@ def test_segments_a_folder_like_the_python_function(tmp_path, checkpoint, write_
         "network_def#fusion_stride": TINY_FUSION_STRIDE,
     }
     parts = load_bundle_inference(BUNDLE, override=override)
-    assert parts.inferer.roi_size == [64, 64] and parts.intensity == "zscore" and parts.device.type == "cpu"
+    assert parts.inferer.roi_size == [64, 64] and parts.intensity == "unit" and parts.device.type == "cpu"
     assert not parts.network.training
     expected = segment_large_micrograph(
         tmp_path / "inputs" / "a.tif", tmp_path / "direct", tiny_net, parts.inferer, block_size=64, progress=False
