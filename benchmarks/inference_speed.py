@@ -33,7 +33,6 @@ import torch
 from rformer_monai.inference.memory import peak_resident_bytes
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-BUNDLE_INFERENCE_CONFIG = REPOSITORY / "bundles" / "residualformer_sem" / "configs" / "inference.json"
 CHEAP_LAYOUT_CONFIG = REPOSITORY / "configs" / "decoder64_quarter_resolution.json"
 PAPER_DECODER_CHANNELS = 256
 
@@ -58,13 +57,10 @@ TABLE_HEADER = (
 
 def bundle_network(*extra_configs: Path, **layout: int) -> torch.nn.Module:
     """The ``network_def`` of the bundle's inference.json, merged with ``extra_configs``, ``layout`` set last."""
-    from monai.bundle import ConfigParser
+    from rformer_monai.cv import inference_config
 
-    parser = ConfigParser()
-    parser.read_config([str(BUNDLE_INFERENCE_CONFIG), *map(str, extra_configs)])
-    for key, value in layout.items():
-        parser[f"network_def#{key}"] = value
-    return parser.get_parsed_content("network_def")
+    overrides = {f"network_def#{key}": value for key, value in layout.items()}
+    return inference_config(extra_configs, overrides).get_parsed_content("network_def")
 
 
 def build_model(name: str) -> torch.nn.Module:

@@ -163,16 +163,23 @@ def fold_evaluation(
     )
 
 
-def network_cost(extra_configs: Sequence[str] = (), overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Parameters, GMACs per 256x256 tile and CPU seconds per 1024x768 micrograph (with inference.json's own
-    sliding-window inferer) of the network that the given configs define."""
+def inference_config(extra_configs: Sequence[str | Path] = (), overrides: dict[str, Any] | None = None):
+    """The bundle's inference.json merged with ``extra_configs``, ``overrides`` set last (a MONAI
+    ``ConfigParser``, nothing parsed yet)."""
     from monai.bundle import ConfigParser
-
-    from rformer_monai.networks.complexity import count_macs, count_parameters
 
     parser = ConfigParser()
     parser.read_config([str(f) for f in (BUNDLE_CONFIGS / "inference.json", *extra_configs)])
     parser.update(overrides or {})
+    return parser
+
+
+def network_cost(extra_configs: Sequence[str] = (), overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Parameters, GMACs per 256x256 tile and CPU seconds per 1024x768 micrograph (with inference.json's own
+    sliding-window inferer) of the network that the given configs define."""
+    from rformer_monai.networks.complexity import count_macs, count_parameters
+
+    parser = inference_config(extra_configs, overrides)
     network = parser.get_parsed_content("network_def").eval()
     inferer = parser.get_parsed_content("inferer")
     image = torch.rand(1, 1, *MICROGRAPH_SHAPE, generator=torch.Generator().manual_seed(0))

@@ -28,6 +28,7 @@ from rformer_monai.metrics.instances import (
     recall_by_size,
     scores_from_matches,
 )
+from rformer_monai.metrics.segmentation import DEFAULT_THRESHOLD
 from rformer_monai.transforms.array import DATA_BAR_ROWS_KEY
 from rformer_monai.transforms.dictionary import SEPARATION_POSTFIX
 from rformer_monai.transforms.io import pixel_size_from_meta, read_micrograph
@@ -72,7 +73,7 @@ class ParticleAnalysisHandler:
     def __init__(
         self,
         output_dir: str | os.PathLike,
-        threshold: float = 0.5,
+        threshold: float = DEFAULT_THRESHOLD,
         pred_key: str = "pred",
         separation: dict[str, Any] | None = None,
         separation_key: str = SEPARATION_KEY,
@@ -143,7 +144,7 @@ class InstanceEvaluationHandler:
     def __init__(
         self,
         output_dir: str | os.PathLike,
-        threshold: float = 0.5,
+        threshold: float = DEFAULT_THRESHOLD,
         iou_threshold: float = DEFAULT_IOU_THRESHOLD,
         separation: dict[str, Any] | None = None,
         separation_key: str = SEPARATION_KEY,
