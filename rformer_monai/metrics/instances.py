@@ -19,8 +19,13 @@ Scores (:func:`scores_from_matches`, :func:`instance_scores`):
 - ``median_ecd_error``: relative error of the median equivalent circular diameter.
 - ``ks_distance``: two-sample Kolmogorov-Smirnov statistic between the predicted and the
   true ECD distributions (``scipy.stats.ks_2samp``).
+- ``fn_merged``: the missed true particles (of ``fn``) that were merged: more than half of the
+  particle lies in one predicted particle that also holds more than half of another true one.
+  The rest of ``fn`` were not found or split; a high share of merges says the separation of
+  touching particles, not their detection, is what fails.
 
-:func:`recall_by_size` splits the recall by the size of the true particles: which sizes are lost.
+:func:`recall_by_size` splits the recall by the size of the true particles: which sizes are lost,
+and how many of the lost ones were merged.
 
 The last three are NaN where undefined (no true particle, or one side empty for the median);
 both sides empty gives 0 error. Matches of several images pool with ``+`` or
@@ -70,6 +75,7 @@ INSTANCE_SCORE_NAMES: tuple[str, ...] = (
     "tp",
     "fp",
     "fn",
+    "fn_merged",
     "pred_count",
     "true_count",
 )
@@ -87,6 +93,8 @@ class InstanceMatches:
         best_true_iou: (true count,) best IoU of each true particle with any prediction.
         pred_ecd: (predicted count,) equivalent circular diameters of the predictions.
         true_ecd: (true count,) equivalent circular diameters of the true particles.
+        true_merged: (true count,) whether more than half of each true particle lies in a predicted
+            particle that also holds more than half of another true particle.
         iou_threshold: the matching threshold.
     """
 
@@ -97,6 +105,7 @@ class InstanceMatches:
     best_true_iou: np.ndarray
     pred_ecd: np.ndarray
     true_ecd: np.ndarray
+    true_merged: np.ndarray
     iou_threshold: float = DEFAULT_IOU_THRESHOLD
 
     def __add__(self, other: object) -> InstanceMatches:
@@ -114,6 +123,7 @@ class InstanceMatches:
             best_true_iou=np.concatenate([self.best_true_iou, other.best_true_iou]),
             pred_ecd=np.concatenate([self.pred_ecd, other.pred_ecd]),
             true_ecd=np.concatenate([self.true_ecd, other.true_ecd]),
+            true_merged=np.concatenate([self.true_merged, other.true_merged]),
             iou_threshold=self.iou_threshold,
         )
 
@@ -126,6 +136,11 @@ class InstanceMatches:
     def true_count(self) -> int:
         """Number of true particles."""
         return self.tp + self.fn
+
+    @property
+    def true_found(self) -> np.ndarray:
+        """(true count,) whether each true particle is matched."""
+        return self.best_true_iou > self.iou_threshold
 
 
 def _as_instances(labels: np.ndarray, argument: str) -> np.ndarray:
@@ -199,6 +214,11 @@ def match_instances(
 
     best_true_iou = np.zeros(true_areas.size, dtype=np.float64)
     np.maximum.at(best_true_iou, pair_true, ious)
+    # a predicted particle holding more than half of two or more true ones merged them
+    holds_most = 2 * intersections > true_areas[pair_true]
+    held_per_pred = np.bincount(pair_pred[holds_most], minlength=pred_areas.size)
+    true_merged = np.zeros(true_areas.size, dtype=bool)
+    true_merged[pair_true[holds_most & (held_per_pred[pair_pred] >= 2)]] = True
     matched = ious > float(iou_threshold)
     tp = int(matched.sum())
     return InstanceMatches(
@@ -209,6 +229,7 @@ def match_instances(
         best_true_iou=best_true_iou,
         pred_ecd=_equivalent_diameters(pred_areas, pixel_size_nm),
         true_ecd=_equivalent_diameters(true_areas, pixel_size_nm),
+        true_merged=true_merged,
         iou_threshold=float(iou_threshold),
     )
 
@@ -291,6 +312,7 @@ def scores_from_matches(matches: InstanceMatches) -> dict[str, float | int]:
         "tp": tp,
         "fp": fp,
         "fn": fn,
+        "fn_merged": int(np.count_nonzero(matches.true_merged & ~matches.true_found)),
         "pred_count": matches.pred_count,
         "true_count": matches.true_count,
     }
@@ -308,13 +330,15 @@ def recall_by_size(matches: InstanceMatches, classes: int = DEFAULT_SIZE_CLASSES
 
     Returns:
         One row per class, smallest first: ``ecd_min`` and ``ecd_max`` (in the matches' unit), ``true_count``,
-        ``found`` and ``recall``; no rows without true particles.
+        ``found``, ``recall`` and ``missed_merged`` (missed ones merged with a neighbour, see ``fn_merged`` in
+        the module docstring); no rows without true particles.
     """
     if classes < 1:
         raise ValueError(f"classes must be at least 1, got {classes}.")
     if matches.true_count == 0:
         return []
-    found = matches.best_true_iou > matches.iou_threshold
+    found = matches.true_found
+    missed_merged = matches.true_merged & ~found
     edges = np.unique(np.quantile(matches.true_ecd, np.linspace(0.0, 1.0, classes + 1)))
     # class i holds ECDs in [edges[i], edges[i + 1]), the last one its upper edge too
     class_of = np.clip(np.searchsorted(edges, matches.true_ecd, side="right") - 1, 0, max(edges.size - 2, 0))
@@ -327,6 +351,7 @@ def recall_by_size(matches: InstanceMatches, classes: int = DEFAULT_SIZE_CLASSES
             "true_count": int(members.sum()),
             "found": int(found[members].sum()),
             "recall": float(found[members].mean()),
+            "missed_merged": int(missed_merged[members].sum()),
         })
     return rows
 

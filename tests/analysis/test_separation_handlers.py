@@ -43,6 +43,8 @@ def test_instance_evaluation_splits_along_separation(tmp_path, merged_pair, with
     by_size = report["recall_by_size"]
     assert sum(row["true_count"] for row in by_size) == report["pooled"]["true_count"] == 2
     assert sum(row["found"] for row in by_size) == report["pooled"]["tp"]
+    # without the separation output both particles are lost to one merged prediction
+    assert report["pooled"]["fn_merged"] == sum(row["missed_merged"] for row in by_size) == 2 - 2 * expected_f1
     assert report["ecd_unit"] == "nm"
 
 

@@ -62,6 +62,7 @@ def test_split_particle_is_not_matched() -> None:
     prediction = squares((5, 5), (5, 15))  # two 10 x 10 halves: IoU exactly 0.5 each
     scores = instance_scores(prediction, truth)
     assert (scores["tp"], scores["fp"], scores["fn"]) == (0, 2, 1)
+    assert scores["fn_merged"] == 0  # split, not merged
     assert scores["f1"] == 0.0 and scores["pq"] == 0.0
     assert scores["count_error"] == 1.0
     assert scores["mean_iou"] == 0.5
@@ -72,8 +73,29 @@ def test_merged_particles_are_not_matched() -> None:
     prediction = squares((5, 5), width=20)
     scores = instance_scores(prediction, truth)
     assert (scores["tp"], scores["fp"], scores["fn"]) == (0, 1, 2)
+    assert scores["fn_merged"] == 2
     assert scores["count_error"] == -0.5
     assert scores["median_ecd_error"] == pytest.approx(math.sqrt(2) - 1)  # twice the area
+
+
+def test_merges_are_told_apart_from_misses() -> None:
+    # particle 1 (10 x 10) and its 4 x 4 neighbour 3 lie in one prediction of 10 x 14 px: 1 still matches
+    # (IoU 100/140), 3 is missed and merged; 2 is not predicted at all; one prediction covers exactly half
+    # of particles 4 and 5 each, which is not more than half: missed, not merged
+    truth = squares((2, 2), (20, 30))
+    truth[2:6, 12:16] = 3
+    truth[26:36, 2:12] = 4
+    truth[26:36, 14:18] = 5
+    prediction = np.zeros(SHAPE, dtype=np.int32)
+    prediction[2:12, 2:16] = 1
+    prediction[31:36, 2:18] = 2
+    matches = match_instances(prediction, truth)
+    np.testing.assert_array_equal(matches.true_merged, [True, False, True, False, False])
+    np.testing.assert_array_equal(matches.true_found, [True, False, False, False, False])
+    scores = scores_from_matches(matches)
+    assert (scores["tp"], scores["fn"], scores["fn_merged"]) == (1, 4, 1)
+    assert recall_by_size(matches, classes=1)[0]["missed_merged"] == 1
+    assert scores_from_matches(pool_matches([matches, match_instances(truth, truth)]))["fn_merged"] == 1
 
 
 def test_size_errors_on_known_areas() -> None:
