@@ -27,8 +27,9 @@ Scores (:func:`scores_from_matches`, :func:`instance_scores`):
 :func:`recall_by_size` splits the recall by the size of the true particles: which sizes are lost,
 and how many of the lost ones were merged.
 
-The last three are NaN where undefined (no true particle, or one side empty for the median);
-both sides empty gives 0 error. Matches of several images pool with ``+`` or
+``count_error`` and ``median_ecd_error`` are NaN where undefined (no true particle, or one side
+empty for the median), ``ks_distance`` is 1 where one side is empty; both sides empty gives 0 error
+and distance. Matches of several images pool with ``+`` or
 :func:`pool_matches`, so that scores over a data set count every particle once.
 """
 
