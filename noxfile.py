@@ -34,7 +34,8 @@ def quickstart(session: nox.Session) -> None:
 
 @nox.session
 def benchmark(session: nox.Session) -> None:
-    """Inference speed and memory of ResidualFormer variants against MONAI BasicUNet; without arguments the
-    8192 x 8192 case is estimated (--quick), since measuring the paper layout on it takes hours on a CPU."""
+    """Inference speed and memory of the cross-validated networks (ResidualFormer's layouts, BasicUNet, SegResNet);
+    without arguments the 8192 x 8192 case is estimated (--quick): measuring the paper layout on it takes hours
+    on a CPU."""
     session.install(TORCH, "-e", ".")
     session.run("python", "benchmarks/inference_speed.py", *(session.posargs or ["--quick"]))

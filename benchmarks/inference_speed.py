@@ -1,15 +1,16 @@
-"""Sliding-window inference speed and memory: ResidualFormer (the bundle's layout, the paper's and a cheap one) against
-MONAI BasicUNet.
+"""Sliding-window inference speed and memory of the cross-validated networks: ResidualFormer's decoder layouts
+against MONAI BasicUNet and SegResNet.
 
-    python benchmarks/inference_speed.py [--quick] [--skip_8192] [--repeats 3] [--models bundle paper cheap basicunet]
+    python benchmarks/inference_speed.py [--quick] [--skip_8192] [--repeats 3] [--models bundle segresnet ...]
         [--threads N] [--sw_batch_size 4] [--tta] [--devices cpu cuda]
         [--cuda_precision bf16] [--channels_last] [--compile]
 
-Every model runs in the same run on the same synthetic micrograph, with the bundle's sliding window (256 x 256,
-overlap 0.25, Gaussian blending), on a 1024 x 768 micrograph and an 8192 x 8192 one. Each case runs in a fresh
-process, so that its peak memory is its own: resident memory (VmHWM) on CPU, ``torch.cuda.max_memory_allocated``
-on CUDA. Prints a markdown table: megapixels per second, milliseconds per 256 x 256 window (the whole inference
-divided by the number of windows, stitching included), peak memory.
+Every model is the bundle's inference.json network with its ``configs/`` override merged on, as in the
+cross-validation, and runs in the same run on the same synthetic micrograph, with the bundle's sliding window
+(256 x 256, overlap 0.25, Gaussian blending), on a 1024 x 768 micrograph and an 8192 x 8192 one. Each case runs
+in a fresh process, so that its peak memory is its own: resident memory (VmHWM) on CPU,
+``torch.cuda.max_memory_allocated`` on CUDA. Prints a markdown table: megapixels per second, milliseconds per
+256 x 256 window (the whole inference divided by the number of windows, stitching included), peak memory.
 
 ``--quick`` measures the 1024 x 768 case once and *estimates* the 8192 x 8192 case on CPU from it: time = the
 measured time per window x the number of windows, memory = the measured peak + 12 bytes per extra pixel (the
@@ -33,8 +34,7 @@ import torch
 from rformer_monai.inference.memory import peak_resident_bytes
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-CHEAP_LAYOUT_CONFIG = REPOSITORY / "configs" / "decoder64_quarter_resolution.json"
-PAPER_DECODER_CHANNELS = 256
+CONFIGS = REPOSITORY / "configs"
 
 ROI_SIZE = (256, 256)
 OVERLAP = 0.25
@@ -42,11 +42,14 @@ MODE = "gaussian"
 SMALL_IMAGE = (768, 1024)  # H x W: a 1024 x 768 SEM micrograph
 LARGE_IMAGE = (8192, 8192)
 STITCH_BYTES_PER_PIXEL = 12  # float32 input, stitched output and weight sum
-MODELS = {
-    "bundle": "ResidualFormer, the bundle's inference.json layout",
-    "paper": "ResidualFormer, paper layout (decoder 256, fusion 1)",
-    "cheap": "ResidualFormer, cheap (configs/decoder64_quarter_resolution.json: the bundle before 0.4.0)",
-    "basicunet": "MONAI BasicUNet",
+MODELS = {  # name: (label, the configs/ override merged onto inference.json)
+    "bundle": ("ResidualFormer, the bundle's layout (decoder 32, fusion 1)", None),
+    "decoder64": ("ResidualFormer, decoder 64, fusion 1", "decoder64_full_resolution.json"),
+    "decoder256_quarter": ("ResidualFormer, decoder 256, fusion 1/4", "decoder256_quarter_resolution.json"),
+    "paper": ("ResidualFormer, paper layout (decoder 256, fusion 1)", "residualformer_paper.json"),
+    "cheap": ("ResidualFormer, decoder 64, fusion 1/4 (the bundle before 0.4.0)", "decoder64_quarter_resolution.json"),
+    "basicunet": ("MONAI BasicUNet", "basicunet.json"),
+    "segresnet": ("MONAI SegResNet (16 filters)", "segresnet.json"),
 }
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 TABLE_HEADER = (
@@ -55,28 +58,16 @@ TABLE_HEADER = (
 )
 
 
-def bundle_network(*extra_configs: Path, **layout: int) -> torch.nn.Module:
-    """The ``network_def`` of the bundle's inference.json, merged with ``extra_configs``, ``layout`` set last."""
+def build_model(name: str) -> torch.nn.Module:
+    """The ``network_def`` of the bundle's inference.json with the model's override merged on, seeded, in eval mode."""
     from rformer_monai.cv import inference_config
 
-    overrides = {f"network_def#{key}": value for key, value in layout.items()}
-    return inference_config(extra_configs, overrides).get_parsed_content("network_def")
-
-
-def build_model(name: str) -> torch.nn.Module:
-    """The benchmarked networks, seeded, in eval mode."""
-    from monai.networks.nets import BasicUNet
-
+    if name not in MODELS:
+        raise ValueError(f"model must be one of {sorted(MODELS)}, got {name!r}.")
+    override = MODELS[name][1]
     torch.manual_seed(0)
-    if name == "bundle":
-        return bundle_network().eval()
-    if name == "paper":
-        return bundle_network(decoder_channels=PAPER_DECODER_CHANNELS, fusion_stride=1).eval()
-    if name == "cheap":
-        return bundle_network(CHEAP_LAYOUT_CONFIG).eval()
-    if name == "basicunet":
-        return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1).eval()
-    raise ValueError(f"model must be one of {sorted(MODELS)}, got {name!r}.")
+    network = inference_config([CONFIGS / override] if override else []).get_parsed_content("network_def")
+    return network.eval()
 
 
 def window_count(shape: tuple[int, int]) -> int:
@@ -162,7 +153,7 @@ def _row(
     device: str, model: str, shape, result: dict, note: str, macs: dict, parameters: dict, tta: bool = False
 ) -> str:
     megapixels = shape[0] * shape[1] / 1e6
-    label = MODELS[model] + (" + 8-fold TTA" if tta else "")
+    label = MODELS[model][0] + (" + 8-fold TTA" if tta else "")
     return (
         f"| {device} | {label} | {parameters[model] / 1e6:.2f} | "
         f"{macs[model] / 1e9:.1f} | {shape[1]} x {shape[0]} | {megapixels / result['seconds']:.3g} | "

@@ -1,0 +1,46 @@
+"""The speed benchmark builds every network it names from the same configs the cross-validation uses."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from rformer_monai.networks import count_macs
+
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "inference_speed.py"
+# GMACs per 256 x 256 tile, as the README's comparison table states them
+EXPECTED_GMACS = {
+    "bundle": 6.64,
+    "decoder64": 14.08,
+    "decoder256_quarter": 14.03,
+    "paper": 160.19,
+    "cheap": 4.72,
+    "basicunet": 4.95,
+    "segresnet": 3.89,
+}
+
+
+def _benchmark_module():
+    spec = importlib.util.spec_from_file_location("inference_speed", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_benchmarked_model_is_listed_with_its_cost():
+    assert set(_benchmark_module().MODELS) == set(EXPECTED_GMACS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_GMACS))
+def test_benchmarked_model_is_the_configured_network(name):
+    network = _benchmark_module().build_model(name)
+    assert not network.training
+    assert count_macs(network, (1, 1, 256, 256)) / 1e9 == pytest.approx(EXPECTED_GMACS[name], abs=0.005)
+    with torch.inference_mode():
+        assert network(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 64, 64)
+
+
+def test_unknown_model_names_the_choices():
+    with pytest.raises(ValueError, match="model must be one of .*segresnet"):
+        _benchmark_module().build_model("unet")
