@@ -9,7 +9,7 @@ Every model is the bundle's inference.json network with its ``configs/`` overrid
 cross-validation, and runs in the same run on the same synthetic micrograph, with the bundle's sliding window
 (256 x 256, overlap 0.25, Gaussian blending), on a 1024 x 768 micrograph and an 8192 x 8192 one. Each case runs
 in a fresh process, so that its peak memory is its own: resident memory (VmHWM) on CPU,
-``torch.cuda.max_memory_allocated`` on CUDA. Prints a markdown table: megapixels per second, milliseconds per
+``torch.cuda.max_memory_allocated`` on CUDA. Prints a markdown table: seconds per image, megapixels per second, ms per
 256 x 256 window (the whole inference divided by the number of windows, stitching included), peak memory.
 
 ``--quick`` measures the 1024 x 768 case once and *estimates* the 8192 x 8192 case on CPU from it: time = the
@@ -53,8 +53,9 @@ MODELS = {  # name: (label, the configs/ override merged onto inference.json)
 }
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 TABLE_HEADER = (
-    "| device | model | params (M) | GMACs / window | image (W x H) | MP/s | ms / window | peak memory (GB) | note |\n"
-    "|---|---|---|---|---|---|---|---|---|"
+    "| device | model | params (M) | GMACs / window | image (W x H) | s / image | MP/s | ms / window "
+    "| peak memory (GB) | note |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -156,7 +157,8 @@ def _row(
     label = MODELS[model][0] + (" + 8-fold TTA" if tta else "")
     return (
         f"| {device} | {label} | {parameters[model] / 1e6:.2f} | "
-        f"{macs[model] / 1e9:.1f} | {shape[1]} x {shape[0]} | {megapixels / result['seconds']:.3g} | "
+        f"{macs[model] / 1e9:.1f} | {shape[1]} x {shape[0]} | {result['seconds']:.3g} | "
+        f"{megapixels / result['seconds']:.3g} | "
         f"{1000 * result['seconds'] / result['windows']:.0f} | {result['peak_bytes'] / 1e9:.2f} | {note} |"
     )
 

@@ -44,3 +44,13 @@ def test_benchmarked_model_is_the_configured_network(name):
 def test_unknown_model_names_the_choices():
     with pytest.raises(ValueError, match="model must be one of .*segresnet"):
         _benchmark_module().build_model("unet")
+
+
+def test_table_row_fills_every_column_of_the_header():
+    module = _benchmark_module()
+    result = {"seconds": 2.0, "windows": 20, "peak_bytes": 7e8}
+    row = module._row("cpu", "bundle", module.SMALL_IMAGE, result, "measured", {"bundle": 6.6e9}, {"bundle": 1.28e6})
+    header = module.TABLE_HEADER.splitlines()[0]
+    assert row.count("|") == header.count("|")
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[4:8] == ["1024 x 768", "2", "0.393", "100"]  # image, s / image, MP/s, ms / window
