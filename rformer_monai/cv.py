@@ -293,7 +293,7 @@ def _plot_learning_curves(path: Path, fold_dirs: Sequence[Path], name: str) -> N
     if not drawn:
         return
     axes.set_xlabel("epoch")
-    axes.set_ylabel("training Dice loss")
+    axes.set_ylabel("training loss (the bundle's loss function)")
     axes.set_title(f"{name}: learning curves")
     axes.legend()
     figure.tight_layout()

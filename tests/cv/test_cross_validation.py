@@ -72,6 +72,7 @@ def test_network_fold_trains_and_evaluates_through_the_bundle(tiny_dataset, tiny
     summary = cv.summarize(output, "tiny", {"parameters": 1})
     assert summary["instances"]["pooled"]["true_count"] == instances["pooled"]["true_count"]
     assert "Particles (IoU > 0.5" in (output / "cv_report.md").read_text()
+    assert (output / "learning_curves.png").stat().st_size > 0
     table = cv.compare([output], tmp_path / "comparison.md")
     assert "tiny" in table and f"{summary['mean']['dice']:.4f}" in table
     assert f"{summary['instances']['pooled']['f1']:.4f}" in table
