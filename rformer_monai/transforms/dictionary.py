@@ -18,6 +18,7 @@ from rformer_monai.transforms.array import (
     BinarizeMask,
     BorderProximity,
     CropDataBar,
+    RelativeBorderProximity,
     SeparationBand,
     SeparationWeight,
 )
@@ -139,6 +140,15 @@ class BorderProximityd(_SecondLabelChanneld):
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.target = BorderProximity(radius_px)
+
+
+class RelativeBorderProximityd(_SecondLabelChanneld):
+    """Append the relative border proximity as a second channel to the masks under ``keys`` (see
+    :class:`RelativeBorderProximity`)."""
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.target = RelativeBorderProximity()
 
 
 class SeparationWeightd(_SecondLabelChanneld):

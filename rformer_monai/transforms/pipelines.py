@@ -30,6 +30,7 @@ from rformer_monai.transforms.dictionary import (
     CheckSameShaped,
     CropDataBard,
     LoadMicrographd,
+    RelativeBorderProximityd,
     SeparationBandd,
     SeparationWeightd,
 )
@@ -37,6 +38,7 @@ from rformer_monai.transforms.dictionary import (
 SEPARATION_TARGETS = {
     "band": (SeparationBandd, "half_width_px"),
     "border": (BorderProximityd, "radius_px"),
+    "relative_border": (RelativeBorderProximityd, None),
     "weight": (SeparationWeightd, "sigma_px"),
 }
 
@@ -89,12 +91,16 @@ def load_transforms(
 
 
 def separation_transform(target: str, size_px: float | None = None) -> MapTransform:
-    """The label transform that adds the separation target (``"band"``, ``"border"`` or ``"weight"``) to the
-    mask."""
+    """The label transform that adds the separation target (``"band"``, ``"border"``, ``"relative_border"`` or
+    ``"weight"``) to the mask; ``size_px`` is the target's size argument (None for its default)."""
     if target not in SEPARATION_TARGETS:
         raise ValueError(f"separation_target must be one of {sorted(SEPARATION_TARGETS)} or None, got {target!r}.")
     transform, size_argument = SEPARATION_TARGETS[target]
-    return transform(keys=LABEL_KEY, **({} if size_px is None else {size_argument: size_px}))
+    if size_px is None:
+        return transform(keys=LABEL_KEY)
+    if size_argument is None:
+        raise ValueError(f"separation_target {target!r} takes no size: separation_px must be None, got {size_px!r}.")
+    return transform(keys=LABEL_KEY, **{size_argument: size_px})
 
 
 def train_transforms(
@@ -115,9 +121,11 @@ def train_transforms(
         intensity: ``"unit"`` or ``"zscore"`` (see :func:`intensity_transform`).
         crop_bottom: data-bar rows to crop; ``None`` detects the bar.
         foreground_fraction: fraction of crops centred on a particle pixel.
-        separation_target: None keeps the one-channel mask; ``"band"`` or ``"border"`` gives the label a
-            second channel for a network with a separation output: the band around the lines separating
-            touching particles (:class:`SeparationBandd`) or the border proximity (:class:`BorderProximityd`);
+        separation_target: None keeps the one-channel mask; ``"band"``, ``"border"`` or ``"relative_border"``
+            gives the label a second channel for a network with a separation output: the band around the lines
+            separating touching particles (:class:`SeparationBandd`), the border proximity
+            (:class:`BorderProximityd`) or the border proximity relative to each particle's size, a distance
+            map normalised per particle (:class:`RelativeBorderProximityd`);
             ``"weight"`` gives it the loss weights around those lines (:class:`SeparationWeightd`) for a
             one-channel network trained with :class:`~rformer_monai.losses.DiceAndWeightedBCELoss`.
         separation_px: the band's half-width, the proximity's radius or the weights' decay (sigma); None for

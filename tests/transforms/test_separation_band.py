@@ -11,6 +11,8 @@ from monai.data import MetaTensor
 from rformer_monai.transforms import (
     BorderProximity,
     BorderProximityd,
+    RelativeBorderProximity,
+    RelativeBorderProximityd,
     SeparationBand,
     SeparationBandd,
     SeparationWeight,
@@ -131,6 +133,31 @@ def test_border_proximity_dips_between_touching_particles():
 def test_border_proximity_rejects_bad_radius(bad):
     with pytest.raises(ValueError, match="radius_px"):
         BorderProximity(bad)
+
+
+def test_relative_border_proximity_reaches_zero_at_every_particle_centre_whatever_its_size():
+    mask = np.zeros((1, 30, 30), dtype=np.float32)
+    mask[0, 2:19, 2:19] = 1  # 17x17: centre 9 px from the background
+    mask[0, 24:27, 24:27] = 1  # 3x3: centre 2 px from the background
+    proximity = RelativeBorderProximity()(torch.as_tensor(mask))[1].numpy()
+    assert (proximity[mask[0] == 0] == 1.0).all()
+    assert proximity[10, 10] == 0.0 and proximity[25, 25] == 0.0
+    assert proximity[2, 10] == pytest.approx(1.0 - 1.0 / 9) and proximity[24, 25] == pytest.approx(1.0 - 1.0 / 2)
+
+
+def test_relative_border_proximity_gives_each_touching_particle_its_own_core():
+    label = two_squares_split_by_a_line()[None]
+    out = RelativeBorderProximityd(keys="label")({"label": torch.as_tensor(label)})["label"]
+    assert torch.equal(out[0], torch.as_tensor(label[0], dtype=torch.float32))
+    row = out[1, 10].numpy()
+    assert row[15] == 1.0  # the line is background
+    assert row[14] == pytest.approx(0.8) and row[16] == pytest.approx(0.8)  # border pixels: 1 - 1/5 on both sides
+    assert (row[:15] == 0).any() and (row[16:] == 0).any()  # a core (0) in each particle
+
+
+def test_relative_border_target_takes_no_size():
+    with pytest.raises(ValueError, match="takes no size"):
+        train_transforms(separation_target="relative_border", separation_px=3)
 
 
 def test_unknown_separation_target_is_a_clear_error():
