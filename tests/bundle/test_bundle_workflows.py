@@ -198,10 +198,12 @@ def _train_one_epoch(tmp_path: Path, *extra_configs: Path) -> tuple[Path, dict, 
 
 
 @pytest.mark.slow
-def test_separation_network_trains_evaluates_and_infers(tmp_path):
-    """configs/separation_band.json: a two-channel network trains on mask + band, is evaluated on the mask
-    channel, and inference writes one-channel masks and particle outputs."""
-    separation = PROJECT_CONFIGS / "separation_band.json"
+@pytest.mark.parametrize("separation_config", ["separation_band.json", "separation_relative_border.json"])
+def test_separation_network_trains_evaluates_and_infers(tmp_path, separation_config):
+    """configs/separation_*.json: a two-channel network trains on mask + separation target (band, or distance
+    map normalised per particle), is evaluated on the mask channel, and inference writes one-channel masks
+    and particle outputs."""
+    separation = PROJECT_CONFIGS / separation_config
     bundle, override, _ = _train_one_epoch(tmp_path, separation)
     state = torch.load(bundle / "models" / "model.pt", weights_only=True)
     assert state["decoder.head.weight"].shape[0] == 2
