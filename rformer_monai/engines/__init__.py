@@ -3,6 +3,7 @@ output writing, batch runs that survive bad inputs and interruptions, one-line u
 
 from rformer_monai.engines.checkpoints import (
     AtomicCheckpointWriter,
+    BestModelSaver,
     CheckpointError,
     ResumeFromCheckpoint,
     TrainingCheckpointSaver,
@@ -34,6 +35,7 @@ from rformer_monai.engines.writers import SaveMaskd, write_atomic, write_tiff_at
 
 __all__ = [
     "AtomicCheckpointWriter",
+    "BestModelSaver",
     "CheckpointError",
     "EpochSummaryHandler",
     "FailedInputsError",

@@ -19,6 +19,7 @@ from rformer_monai.engines.writers import partial_writes, write_atomic
 
 __all__ = [
     "AtomicCheckpointWriter",
+    "BestModelSaver",
     "CheckpointError",
     "ResumeFromCheckpoint",
     "TrainingCheckpointSaver",
@@ -164,6 +165,50 @@ class AtomicCheckpointWriter(BaseSaveHandler):
     def remove(self, filename: str) -> None:
         """Remove ``filename`` once the next checkpoint has been written."""
         self._pending_removals.append(filename)
+
+
+BEST_MODEL_FILENAME = "model.pt"
+
+
+class BestModelSaver:
+    """Save the weights that score best on the evaluator's key metric (higher is better) as one file,
+    written atomically (see :class:`AtomicCheckpointWriter`): a run killed while a new best is being saved
+    keeps the previous best model complete. MONAI's ``CheckpointSaver`` with ``key_metric_filename``
+    deletes the previous file and then writes the new one in place, so such a run can be left with no
+    model or a truncated one.
+
+    Args:
+        save_dir: folder of the model file.
+        save_dict: what to save, e.g. ``{"model": network}``; a single object is saved as its bare state
+            dict (the model zoo's ``models/model.pt``).
+        filename: name of the model file.
+        key_metric_name: the metric to rank by; None for the evaluator's ``key_metric_name``.
+    """
+
+    def __init__(
+        self, save_dir: str, save_dict: dict, filename: str = BEST_MODEL_FILENAME, key_metric_name: str | None = None
+    ) -> None:
+        self.save_dir = save_dir
+        self.save_dict = save_dict
+        self.filename = filename
+        self.key_metric_name = key_metric_name
+
+    def _score(self, evaluator: Engine) -> float:
+        name = self.key_metric_name or getattr(evaluator.state, "key_metric_name", None)
+        if name is None or name not in evaluator.state.metrics:
+            raise ValueError(f"the evaluator computed no key metric {name!r} to choose the best model by.")
+        return float(evaluator.state.metrics[name])
+
+    def attach(self, engine: Engine) -> None:
+        """Save after every evaluation (epoch of ``engine``) whose key metric beats the best so far."""
+        best = Checkpoint(
+            self.save_dict,
+            AtomicCheckpointWriter(self.save_dir),
+            filename_pattern=self.filename,
+            score_function=self._score,
+            n_saved=1,
+        )
+        engine.add_event_handler(Events.EPOCH_COMPLETED, best)
 
 
 INTERVAL_SCORE_NAME = "epoch"

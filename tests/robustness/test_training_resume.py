@@ -20,6 +20,7 @@ from robustness_helpers import TINY_NETWORK, TINY_RUN, kill_when, train_config_f
 
 from rformer_monai.engines import (
     AtomicCheckpointWriter,
+    BestModelSaver,
     ReseedEachEpoch,
     TrainingCheckpointSaver,
     epoch_seed,
@@ -117,6 +118,59 @@ def test_ignite_checkpoint_objects_survive_the_writer(tmp_path):
     trainer.add_event_handler(Events.EPOCH_COMPLETED, checkpoint)
     trainer.run([torch.ones(4, 2)], max_epochs=2)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_2.pt"]
+
+
+def scored_evaluator(model: torch.nn.Module, scores: list[float]) -> Engine:
+    """An evaluator whose epoch ``n`` sets the weight to ``n`` and scores ``scores[n - 1]`` as its key metric."""
+
+    def step(engine: Engine, batch: torch.Tensor) -> None:
+        with torch.no_grad():
+            model.weight.fill_(engine.state.epoch)
+
+    evaluator = Engine(step)
+    evaluator.state.key_metric_name = "val_mean_dice"
+
+    @evaluator.on(Events.EPOCH_COMPLETED)
+    def score(engine: Engine) -> None:
+        engine.state.metrics["val_mean_dice"] = scores[engine.state.epoch - 1]
+
+    return evaluator
+
+
+def test_best_model_saver_keeps_the_best_scoring_weights_as_one_bare_state_dict(tmp_path):
+    model = torch.nn.Linear(2, 1)
+    evaluator = scored_evaluator(model, [0.5, 0.7, 0.6])
+    BestModelSaver(str(tmp_path), {"model": model}).attach(evaluator)
+    evaluator.run([torch.ones(1)], max_epochs=3)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+    saved = read_checkpoint(tmp_path / "model.pt")
+    torch.testing.assert_close(saved["weight"], torch.full((1, 2), 2.0))  # epoch 2 scored best
+
+
+def test_best_model_survives_a_crash_while_the_next_best_is_saved(tmp_path, monkeypatch):
+    model = torch.nn.Linear(2, 1)
+    evaluator = scored_evaluator(model, [0.5, 0.7])
+    BestModelSaver(str(tmp_path), {"model": model}).attach(evaluator)
+    real_save = torch.save
+
+    def crash_in_epoch_two(obj, file, *args, **kwargs):
+        if evaluator.state.epoch == 2:
+            Path(file).write_bytes(b"PK half a model")
+            raise OSError("killed mid-write")
+        real_save(obj, file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", crash_in_epoch_two)
+    with pytest.raises(OSError, match="killed mid-write"):
+        evaluator.run([torch.ones(1)], max_epochs=2)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+    torch.testing.assert_close(read_checkpoint(tmp_path / "model.pt")["weight"], torch.full((1, 2), 1.0))
+
+
+def test_best_model_saver_without_a_key_metric_is_a_clear_error(tmp_path):
+    evaluator = Engine(lambda engine, batch: None)
+    BestModelSaver(str(tmp_path), {"model": torch.nn.Linear(2, 1)}).attach(evaluator)
+    with pytest.raises(ValueError, match="no key metric"):
+        evaluator.run([0], max_epochs=1)
 
 
 # ------------------------------------------------------------------------------------------
