@@ -7,9 +7,9 @@ import torch
 from monai.losses import DiceLoss
 from torch import nn
 
-from rformer_monai.transforms.dictionary import SEPARATION_CHANNELS
+from rformer_monai.transforms.dictionary import LABEL_WITH_TARGETS_CHANNELS, SEPARATION_CHANNELS
 
-__all__ = ["DiceAndWeightedBCELoss", "MaskAndSeparationLoss"]
+__all__ = ["DiceAndWeightedBCELoss", "MaskAndSeparationLoss", "WeightedMaskAndSeparationLoss"]
 
 
 class MaskAndSeparationLoss(nn.Module):
@@ -73,3 +73,37 @@ class DiceAndWeightedBCELoss(nn.Module):
         pixel_losses = nn.functional.binary_cross_entropy_with_logits(logits, mask, reduction="none")
         cross_entropy = (weight * pixel_losses).sum() / weight.sum().clamp_min(torch.finfo(weight.dtype).eps)
         return self.dice(logits, mask) + self.cross_entropy_weight * cross_entropy
+
+
+class WeightedMaskAndSeparationLoss(nn.Module):
+    """:class:`DiceAndWeightedBCELoss` on the particle channel plus binary cross-entropy on the separation
+    channel: the bundle's line-weighted mask loss kept, with a separation output (such as a distance map
+    normalised per particle) learnt beside it.
+
+    Args:
+        cross_entropy_weight: weight of the mask's weighted cross-entropy term.
+        separation_weight: weight of the separation term.
+    """
+
+    def __init__(self, cross_entropy_weight: float = 1.0, separation_weight: float = 1.0) -> None:
+        super().__init__()
+        if separation_weight < 0:
+            raise ValueError(f"separation_weight must be >= 0, got {separation_weight}.")
+        self.separation_weight = separation_weight
+        self.mask_loss = DiceAndWeightedBCELoss(cross_entropy_weight)
+        self.cross_entropy = nn.BCEWithLogitsLoss()
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss of ``logits`` (B, 2, *spatial) against ``target`` (B, 3, *spatial): the 0/1 mask, its loss
+        weights, the separation target in [0, 1]."""
+        if (
+            logits.shape[1] != SEPARATION_CHANNELS
+            or target.shape[1] != LABEL_WITH_TARGETS_CHANNELS
+            or target.shape[2:] != logits.shape[2:]
+        ):
+            raise ValueError(
+                f"logits must be (B, {SEPARATION_CHANNELS}, ...) and target (B, {LABEL_WITH_TARGETS_CHANNELS}, ...) "
+                f"of the same spatial shape, got {tuple(logits.shape)} and {tuple(target.shape)}."
+            )
+        mask_loss = self.mask_loss(logits[:, :1], target[:, :2])
+        return mask_loss + self.separation_weight * self.cross_entropy(logits[:, 1:], target[:, 2:])

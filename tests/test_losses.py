@@ -6,7 +6,7 @@ import pytest
 import torch
 from monai.losses import DiceLoss
 
-from rformer_monai.losses import DiceAndWeightedBCELoss, MaskAndSeparationLoss
+from rformer_monai.losses import DiceAndWeightedBCELoss, MaskAndSeparationLoss, WeightedMaskAndSeparationLoss
 
 
 def test_loss_is_dice_on_mask_plus_weighted_cross_entropy_on_separation():
@@ -69,3 +69,22 @@ def test_weighted_loss_shape_errors(logits_shape, target_shape):
 def test_weighted_loss_rejects_negative_weight():
     with pytest.raises(ValueError, match="cross_entropy_weight"):
         DiceAndWeightedBCELoss(-1.0)
+
+
+def test_weighted_mask_and_separation_loss_adds_the_separation_term_to_the_line_weighted_mask_loss():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 2, 8, 8, generator=generator)
+    mask = (torch.rand(2, 1, 8, 8, generator=generator) > 0.5).float()
+    weights = 1 + 10 * torch.rand(2, 1, 8, 8, generator=generator)
+    separation = torch.rand(2, 1, 8, 8, generator=generator)
+    target = torch.cat([mask, weights, separation], 1)
+    mask_loss = DiceAndWeightedBCELoss(0.5)(logits[:, :1], target[:, :2])
+    cross_entropy = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 1:], separation)
+    loss = WeightedMaskAndSeparationLoss(cross_entropy_weight=0.5, separation_weight=2.0)(logits, target)
+    assert loss == pytest.approx(float(mask_loss + 2.0 * cross_entropy), rel=1e-6)
+
+
+@pytest.mark.parametrize("logits_shape, target_shape", [((1, 1, 4, 4), (1, 3, 4, 4)), ((1, 2, 4, 4), (1, 2, 4, 4))])
+def test_weighted_mask_and_separation_loss_shape_errors(logits_shape, target_shape):
+    with pytest.raises(ValueError, match=r"\(B, 3, \.\.\.\)"):
+        WeightedMaskAndSeparationLoss()(torch.zeros(logits_shape), torch.zeros(target_shape))

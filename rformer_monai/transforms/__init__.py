@@ -8,6 +8,7 @@ from rformer_monai.transforms.array import (
     RelativeBorderProximity,
     SeparationBand,
     SeparationWeight,
+    StackSeparationTargets,
     separation_lines,
 )
 from rformer_monai.transforms.databar import detect_data_bar
@@ -16,6 +17,7 @@ from rformer_monai.transforms.dictionary import (
     BorderProximityd,
     CheckSameShaped,
     CropDataBard,
+    LineWeightAndRelativeBorderd,
     LoadMicrographd,
     RelativeBorderProximityd,
     SeparationBandd,
@@ -44,6 +46,7 @@ __all__ = [
     "CheckSameShaped",
     "CropDataBar",
     "CropDataBard",
+    "LineWeightAndRelativeBorderd",
     "LoadMicrograph",
     "LoadMicrographd",
     "MaskShapeError",
@@ -56,6 +59,7 @@ __all__ = [
     "SeparationWeight",
     "SeparationWeightd",
     "SplitSeparationd",
+    "StackSeparationTargets",
     "detect_data_bar",
     "inference_transforms",
     "intensity_transform",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -137,9 +138,9 @@ def _one_channel_mask(mask: torch.Tensor | np.ndarray) -> np.ndarray:
     return (mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask))[0] > 0
 
 
-def _with_second_channel(mask: torch.Tensor | np.ndarray, first: np.ndarray, second: np.ndarray):
-    """(2, H, W) float32 of ``first`` and ``second``, of ``mask``'s type (a MetaTensor keeps its meta)."""
-    stacked = np.stack([first, second]).astype(np.float32)
+def _stacked_like(mask: torch.Tensor | np.ndarray, *channels: np.ndarray):
+    """(C, H, W) float32 of the (H, W) ``channels``, of ``mask``'s type (a MetaTensor keeps its meta)."""
+    stacked = np.stack(channels).astype(np.float32)
     return convert_to_dst_type(stacked, mask, dtype=torch.float32 if isinstance(mask, torch.Tensor) else None)[0]
 
 
@@ -173,7 +174,7 @@ class SeparationBand(Transform):
         band = separation_lines(array)
         if self.half_width_px and band.any():
             band = ndi.binary_dilation(band, structure=FOUR_CONNECTED, iterations=self.half_width_px)
-        return _with_second_channel(mask, array, band)
+        return _stacked_like(mask, array, band)
 
 
 class BorderProximity(Transform):
@@ -197,7 +198,7 @@ class BorderProximity(Transform):
         array = _one_channel_mask(mask)
         distance = ndi.distance_transform_edt(array)
         proximity = 1.0 - np.minimum(distance, self.radius_px) / self.radius_px
-        return _with_second_channel(mask, array, proximity)
+        return _stacked_like(mask, array, proximity)
 
 
 class RelativeBorderProximity(Transform):
@@ -220,7 +221,27 @@ class RelativeBorderProximity(Transform):
         proximity = np.ones(array.shape)
         inside = labels > 0
         proximity[inside] = 1.0 - distance[inside] / largest[labels[inside]]
-        return _with_second_channel(mask, array, proximity)
+        return _stacked_like(mask, array, proximity)
+
+
+class StackSeparationTargets(Transform):
+    """Append the second channel of each of ``targets`` (transforms of a (1, H, W) mask into (2, H, W), such as
+    :class:`SeparationWeight`) to a binary mask: (1 + len(targets), H, W), the mask first.
+
+    Args:
+        targets: the target transforms, in channel order.
+    """
+
+    def __init__(self, targets: Sequence[Transform]) -> None:
+        if not targets:
+            raise ValueError("targets must name at least one target transform.")
+        self.targets = list(targets)
+
+    def __call__(self, mask: torch.Tensor) -> torch.Tensor:
+        """Return (1 + len(targets), H, W) float32 of ``mask``'s type."""
+        seconds = [target(mask)[1] for target in self.targets]
+        seconds = [second.detach().cpu().numpy() if isinstance(second, torch.Tensor) else second for second in seconds]
+        return _stacked_like(mask, _one_channel_mask(mask), *seconds)
 
 
 class SeparationWeight(Transform):
@@ -250,4 +271,4 @@ class SeparationWeight(Transform):
         if lines.any():
             distance = ndi.distance_transform_edt(~lines)
             weight += self.line_weight * np.exp(-(distance**2) / (2 * self.sigma_px**2))
-        return _with_second_channel(mask, array, weight)
+        return _stacked_like(mask, array, weight)

@@ -19,12 +19,14 @@ from rformer_monai.transforms.array import (
     BorderProximity,
     CropDataBar,
     RelativeBorderProximity,
+    StackSeparationTargets,
     SeparationBand,
     SeparationWeight,
 )
 from rformer_monai.transforms.io import MaskShapeError, MicrographReader
 
 SEPARATION_CHANNELS = 2  # particle probability and separation-band probability (or a label and its loss weights)
+LABEL_WITH_TARGETS_CHANNELS = 3  # a label with loss weights and a separation target (StackSeparationTargets)
 SEPARATION_POSTFIX = "_separation"  # the key of a prediction's separation channel: <key>_separation
 
 
@@ -166,13 +168,25 @@ class SeparationWeightd(_SecondLabelChanneld):
         self.target = SeparationWeight(line_weight, sigma_px)
 
 
+class LineWeightAndRelativeBorderd(_SecondLabelChanneld):
+    """Append the loss weights around the separation lines (:class:`SeparationWeight`) and the relative border
+    proximity (:class:`RelativeBorderProximity`) to the masks under ``keys``: (3, H, W) labels for a network
+    with a distance-map output trained with line-weighted cross-entropy on its mask
+    (:class:`~rformer_monai.losses.WeightedMaskAndSeparationLoss`)."""
+
+    def __init__(self, keys: KeysCollection, sigma_px: float = DEFAULT_LINE_SIGMA_PX, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.target = StackSeparationTargets([SeparationWeight(sigma_px=sigma_px), RelativeBorderProximity()])
+
+
 class SplitSeparationd(MapTransform):
     """Split the output of a network with a separation channel: where the prediction under a key holds two
     channels (particle, separation band), the second moves to ``<key><separation_postfix>`` and the key
-    keeps the first; a one-channel prediction is left as it is.
+    keeps the first; a one-channel prediction is left as it is. A training label of three channels (mask,
+    loss weights, separation target) keeps its mask likewise.
 
     Args:
-        keys: predictions (C, H, W) with C = 1 or 2.
+        keys: predictions or labels (C, H, W) with C = 1, 2 or 3.
         separation_postfix: appended to the key to name the separation channel.
     """
 
@@ -186,11 +200,13 @@ class SplitSeparationd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             channels = d[key].shape[0]
-            if channels == SEPARATION_CHANNELS:
+            if channels in (SEPARATION_CHANNELS, LABEL_WITH_TARGETS_CHANNELS):
                 d[f"{key}{self.separation_postfix}"] = d[key][1:]
                 d[key] = d[key][:1]
             elif channels != 1:
-                raise ValueError(f"{key!r} must hold 1 or {SEPARATION_CHANNELS} channels, got {channels}.")
+                raise ValueError(
+                    f"{key!r} must hold 1, {SEPARATION_CHANNELS} or {LABEL_WITH_TARGETS_CHANNELS} channels, got {channels}."
+                )
         return d
 
 

@@ -29,6 +29,7 @@ from rformer_monai.transforms.dictionary import (
     BorderProximityd,
     CheckSameShaped,
     CropDataBard,
+    LineWeightAndRelativeBorderd,
     LoadMicrographd,
     RelativeBorderProximityd,
     SeparationBandd,
@@ -40,6 +41,7 @@ SEPARATION_TARGETS = {
     "border": (BorderProximityd, "radius_px"),
     "relative_border": (RelativeBorderProximityd, None),
     "weight": (SeparationWeightd, "sigma_px"),
+    "weight_and_relative_border": (LineWeightAndRelativeBorderd, "sigma_px"),
 }
 
 IMAGE_KEY = "image"
@@ -91,8 +93,8 @@ def load_transforms(
 
 
 def separation_transform(target: str, size_px: float | None = None) -> MapTransform:
-    """The label transform that adds the separation target (``"band"``, ``"border"``, ``"relative_border"`` or
-    ``"weight"``) to the mask; ``size_px`` is the target's size argument (None for its default)."""
+    """The label transform that adds the separation target (a key of :data:`SEPARATION_TARGETS`) to the mask;
+    ``size_px`` is the target's size argument (None for its default)."""
     if target not in SEPARATION_TARGETS:
         raise ValueError(f"separation_target must be one of {sorted(SEPARATION_TARGETS)} or None, got {target!r}.")
     transform, size_argument = SEPARATION_TARGETS[target]
@@ -127,7 +129,9 @@ def train_transforms(
             (:class:`BorderProximityd`) or the border proximity relative to each particle's size, a distance
             map normalised per particle (:class:`RelativeBorderProximityd`);
             ``"weight"`` gives it the loss weights around those lines (:class:`SeparationWeightd`) for a
-            one-channel network trained with :class:`~rformer_monai.losses.DiceAndWeightedBCELoss`.
+            one-channel network trained with :class:`~rformer_monai.losses.DiceAndWeightedBCELoss`;
+            ``"weight_and_relative_border"`` gives it both the weights and the relative border proximity
+            (:class:`LineWeightAndRelativeBorderd`, three channels).
         separation_px: the band's half-width, the proximity's radius or the weights' decay (sigma); None for
             the transform's default.
     """

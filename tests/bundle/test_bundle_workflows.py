@@ -198,7 +198,10 @@ def _train_one_epoch(tmp_path: Path, *extra_configs: Path) -> tuple[Path, dict, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("separation_config", ["separation_band.json", "separation_relative_border.json"])
+@pytest.mark.parametrize(
+    "separation_config",
+    ["separation_band.json", "separation_relative_border.json", "separation_relative_border_weighted.json"],
+)
 def test_separation_network_trains_evaluates_and_infers(tmp_path, separation_config):
     """configs/separation_*.json: a two-channel network trains on mask + separation target (band, or distance
     map normalised per particle), is evaluated on the mask channel, and inference writes one-channel masks

@@ -11,6 +11,7 @@ from monai.data import MetaTensor
 from rformer_monai.transforms import (
     BorderProximity,
     BorderProximityd,
+    LineWeightAndRelativeBorderd,
     RelativeBorderProximity,
     RelativeBorderProximityd,
     SeparationBand,
@@ -18,6 +19,7 @@ from rformer_monai.transforms import (
     SeparationWeight,
     SeparationWeightd,
     SplitSeparationd,
+    StackSeparationTargets,
     separation_lines,
     train_transforms,
 )
@@ -106,9 +108,15 @@ def test_split_moves_the_second_channel_and_leaves_one_channel_alone():
     assert set(one) == {"pred"}
 
 
+def test_split_keeps_the_mask_of_a_three_channel_label():
+    label = torch.stack([torch.ones(4, 4), torch.full((4, 4), 11.0), torch.zeros(4, 4)])
+    split = SplitSeparationd(keys="label")({"label": label})
+    assert torch.equal(split["label"], torch.ones(1, 4, 4)) and split["label_separation"].shape == (2, 4, 4)
+
+
 def test_split_rejects_other_channel_counts():
-    with pytest.raises(ValueError, match="1 or 2 channels"):
-        SplitSeparationd(keys="pred")({"pred": torch.zeros(3, 4, 4)})
+    with pytest.raises(ValueError, match="1, 2 or 3 channels"):
+        SplitSeparationd(keys="pred")({"pred": torch.zeros(4, 4, 4)})
 
 
 def test_border_proximity_is_one_outside_and_falls_to_zero_in_cores():
@@ -153,6 +161,17 @@ def test_relative_border_proximity_gives_each_touching_particle_its_own_core():
     assert row[15] == 1.0  # the line is background
     assert row[14] == pytest.approx(0.8) and row[16] == pytest.approx(0.8)  # border pixels: 1 - 1/5 on both sides
     assert (row[:15] == 0).any() and (row[16:] == 0).any()  # a core (0) in each particle
+
+
+def test_stacked_targets_are_the_mask_then_each_target_channel():
+    label = torch.as_tensor(two_squares_split_by_a_line()[None], dtype=torch.float32)
+    out = LineWeightAndRelativeBorderd(keys="label", sigma_px=2)({"label": label})["label"]
+    assert out.shape == (3, 20, 31)
+    assert torch.equal(out[0], label[0])
+    assert torch.equal(out[1], SeparationWeight(sigma_px=2)(label)[1])
+    assert torch.equal(out[2], RelativeBorderProximity()(label)[1])
+    with pytest.raises(ValueError, match="at least one"):
+        StackSeparationTargets([])
 
 
 def test_relative_border_target_takes_no_size():
