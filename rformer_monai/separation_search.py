@@ -226,9 +226,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset_dir", required=True)
     parser.add_argument("--cv_dir", required=True, type=Path)
     parser.add_argument("--config", action="append", default=[], help="the override files the CV was run with")
+    parser.add_argument(
+        "--thresholds", type=float, nargs="+", default=GRID[THRESHOLD_KEY], help="particle thresholds to search"
+    )
+    parser.add_argument(
+        "--marker_heights_px", type=float, nargs="+", default=GRID["marker_height_px"], help="marker heights to search"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    result = search(collect_held_out_predictions(args.dataset_dir, args.cv_dir, args.config))
+    grid = {**GRID, THRESHOLD_KEY: tuple(args.thresholds), "marker_height_px": tuple(args.marker_heights_px)}
+    result = search(collect_held_out_predictions(args.dataset_dir, args.cv_dir, args.config), grid)
     path = write_search(result.rows, args.cv_dir / SEARCH_NAME)
     logger.info("best of %d combinations (written to %s): %s", len(result.rows), path, result.rows[0])
     if result.selected:

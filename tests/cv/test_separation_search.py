@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rformer_monai import cv
+from rformer_monai import cv, separation_search
 from rformer_monai.separation_search import (
     HeldOutPrediction,
     collect_held_out_predictions,
@@ -98,3 +98,14 @@ def test_held_out_predictions_of_a_separation_network(tiny_dataset, tiny_overrid
         assert 0.0 <= item.probability.min() and item.probability.max() <= 1.0
     assert len(search(predictions, SMALL_GRID).rows) == 4
     assert {item.fold for item in predictions} == {0}
+
+
+def test_command_line_searches_the_thresholds_and_marker_heights_given(tmp_path, monkeypatch, merged_pair):
+    monkeypatch.setattr(separation_search, "collect_held_out_predictions", lambda *args: [held_out(merged_pair)])
+    separation_search.main(
+        ["--dataset_dir", str(tmp_path), "--cv_dir", str(tmp_path), "--thresholds", "0.5", "0.7", "--marker_heights_px", "0.5"]
+    )
+    with (tmp_path / separation_search.SEARCH_NAME).open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 2 * 2  # two thresholds, one height, with and without the separation output
+    assert {float(row["threshold"]) for row in rows} == {0.5, 0.7} and {row["marker_height_px"] for row in rows} == {"0.5"}
