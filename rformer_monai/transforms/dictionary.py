@@ -19,9 +19,9 @@ from rformer_monai.transforms.array import (
     BorderProximity,
     CropDataBar,
     RelativeBorderProximity,
-    StackSeparationTargets,
     SeparationBand,
     SeparationWeight,
+    StackSeparationTargets,
 )
 from rformer_monai.transforms.io import MaskShapeError, MicrographReader
 
