@@ -70,8 +70,10 @@ def init_distributed(backend: str | None = None) -> int:
 
 
 def destroy_distributed() -> None:
-    """Leave the process group (nothing to do when there is none)."""
+    """Leave the process group once every rank has come this far (nothing to do when there is none): a rank
+    that tore its connections down while rank 0 was still saving could make gloo abort another rank."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
