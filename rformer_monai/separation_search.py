@@ -56,6 +56,14 @@ GRID: dict[str, tuple[Any, ...]] = {
     "min_size_px": (10,),
     "marker_height_px": (0.1, 0.25, 0.5, 1.0, 2.0),
 }
+# the command-line option that gives each grid parameter's values, and the values' type
+GRID_OPTIONS: dict[str, tuple[str, type]] = {
+    THRESHOLD_KEY: ("--thresholds", float),
+    "min_marker_distance_px": ("--min_marker_distances_px", int),
+    "smoothing_sigma_px": ("--smoothing_sigmas_px", float),
+    "min_size_px": ("--min_sizes_px", int),
+    "marker_height_px": ("--marker_heights_px", float),
+}
 PARTICLES_DICE = "particles_dice"
 REPORTED_SCORES = (PARTICLES_DICE, "f1", "precision", "recall", "pq", "mean_iou", "count_error", "median_ecd_error", "ks_distance")
 
@@ -226,15 +234,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset_dir", required=True)
     parser.add_argument("--cv_dir", required=True, type=Path)
     parser.add_argument("--config", action="append", default=[], help="the override files the CV was run with")
-    parser.add_argument(
-        "--thresholds", type=float, nargs="+", default=GRID[THRESHOLD_KEY], help="particle thresholds to search"
-    )
-    parser.add_argument(
-        "--marker_heights_px", type=float, nargs="+", default=GRID["marker_height_px"], help="marker heights to search"
-    )
+    for key, (option, value_type) in GRID_OPTIONS.items():
+        parser.add_argument(option, dest=key, type=value_type, nargs="+", default=GRID[key], help=f"values of {key} to search")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    grid = {**GRID, THRESHOLD_KEY: tuple(args.thresholds), "marker_height_px": tuple(args.marker_heights_px)}
+    grid = {key: tuple(getattr(args, key)) for key in GRID}
     result = search(collect_held_out_predictions(args.dataset_dir, args.cv_dir, args.config), grid)
     path = write_search(result.rows, args.cv_dir / SEARCH_NAME)
     logger.info("best of %d combinations (written to %s): %s", len(result.rows), path, result.rows[0])

@@ -109,3 +109,16 @@ def test_command_line_searches_the_thresholds_and_marker_heights_given(tmp_path,
         rows = list(csv.DictReader(stream))
     assert len(rows) == 2 * 2  # two thresholds, one height, with and without the separation output
     assert {float(row["threshold"]) for row in rows} == {0.5, 0.7} and {row["marker_height_px"] for row in rows} == {"0.5"}
+
+
+def test_command_line_searches_every_separation_parameter_given(tmp_path, monkeypatch, merged_pair):
+    monkeypatch.setattr(separation_search, "collect_held_out_predictions", lambda *args: [held_out(merged_pair)])
+    separation_search.main(
+        ["--dataset_dir", str(tmp_path), "--cv_dir", str(tmp_path), "--thresholds", "0.5", "--marker_heights_px", "0.5",
+         "--min_sizes_px", "1", "20", "--smoothing_sigmas_px", "0", "--min_marker_distances_px", "2", "4"]
+    )
+    with (tmp_path / separation_search.SEARCH_NAME).open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 2 * 2 * 2  # two minimum sizes, two marker distances, with and without the separation output
+    assert {row["min_size_px"] for row in rows} == {"1", "20"} and {row["smoothing_sigma_px"] for row in rows} == {"0.0"}
+    assert {row["min_marker_distance_px"] for row in rows} == {"2", "4"}
