@@ -23,23 +23,30 @@ class MaskAndSeparationLoss(nn.Module):
         separation_weight: weight of the separation term.
     """
 
+    mask_target_channels = 1  # the target's leading channels that the mask term reads; the separation follows
+
     def __init__(self, separation_weight: float = 1.0) -> None:
         super().__init__()
         if separation_weight < 0:
             raise ValueError(f"separation_weight must be >= 0, got {separation_weight}.")
         self.separation_weight = separation_weight
-        self.dice = DiceLoss(sigmoid=True, batch=True)
+        self.mask_loss: nn.Module = DiceLoss(sigmoid=True, batch=True)
         self.cross_entropy = nn.BCEWithLogitsLoss()
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of ``logits`` (B, 2, *spatial) against ``target`` (B, 2, *spatial): mask, separation in [0, 1]."""
-        if logits.shape[1] != SEPARATION_CHANNELS or target.shape != logits.shape:
+        target_channels = self.mask_target_channels + 1
+        if (
+            logits.shape[1] != SEPARATION_CHANNELS
+            or target.shape[1] != target_channels
+            or target.shape[2:] != logits.shape[2:]
+        ):
             raise ValueError(
-                f"logits and target must both be (B, {SEPARATION_CHANNELS}, ...) of one shape, "
-                f"got {tuple(logits.shape)} and {tuple(target.shape)}."
+                f"logits must be (B, {SEPARATION_CHANNELS}, ...) and target (B, {target_channels}, ...) "
+                f"of the same spatial shape, got {tuple(logits.shape)} and {tuple(target.shape)}."
             )
-        mask_loss = self.dice(logits[:, :1], target[:, :1])
-        separation_loss = self.cross_entropy(logits[:, 1:], target[:, 1:])
+        mask_loss = self.mask_loss(logits[:, :1], target[:, : self.mask_target_channels])
+        separation_loss = self.cross_entropy(logits[:, 1:], target[:, self.mask_target_channels :])
         return mask_loss + self.separation_weight * separation_loss
 
 
@@ -75,35 +82,19 @@ class DiceAndWeightedBCELoss(nn.Module):
         return self.dice(logits, mask) + self.cross_entropy_weight * cross_entropy
 
 
-class WeightedMaskAndSeparationLoss(nn.Module):
-    """:class:`DiceAndWeightedBCELoss` on the particle channel plus binary cross-entropy on the separation
-    channel: the bundle's line-weighted mask loss kept, with a separation output (such as a distance map
-    normalised per particle) learnt beside it.
+class WeightedMaskAndSeparationLoss(MaskAndSeparationLoss):
+    """:class:`MaskAndSeparationLoss` with :class:`DiceAndWeightedBCELoss` on the particle channel: the
+    bundle's line-weighted mask loss kept, with a separation output (such as a distance map normalised per
+    particle) learnt beside it. The target is (B, 3, *spatial): the 0/1 mask, its loss weights, the
+    separation target in [0, 1].
 
     Args:
         cross_entropy_weight: weight of the mask's weighted cross-entropy term.
         separation_weight: weight of the separation term.
     """
 
-    def __init__(self, cross_entropy_weight: float = 1.0, separation_weight: float = 1.0) -> None:
-        super().__init__()
-        if separation_weight < 0:
-            raise ValueError(f"separation_weight must be >= 0, got {separation_weight}.")
-        self.separation_weight = separation_weight
-        self.mask_loss = DiceAndWeightedBCELoss(cross_entropy_weight)
-        self.cross_entropy = nn.BCEWithLogitsLoss()
+    mask_target_channels = LABEL_WITH_TARGETS_CHANNELS - 1
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Loss of ``logits`` (B, 2, *spatial) against ``target`` (B, 3, *spatial): the 0/1 mask, its loss
-        weights, the separation target in [0, 1]."""
-        if (
-            logits.shape[1] != SEPARATION_CHANNELS
-            or target.shape[1] != LABEL_WITH_TARGETS_CHANNELS
-            or target.shape[2:] != logits.shape[2:]
-        ):
-            raise ValueError(
-                f"logits must be (B, {SEPARATION_CHANNELS}, ...) and target (B, {LABEL_WITH_TARGETS_CHANNELS}, ...) "
-                f"of the same spatial shape, got {tuple(logits.shape)} and {tuple(target.shape)}."
-            )
-        mask_loss = self.mask_loss(logits[:, :1], target[:, :2])
-        return mask_loss + self.separation_weight * self.cross_entropy(logits[:, 1:], target[:, 2:])
+    def __init__(self, cross_entropy_weight: float = 1.0, separation_weight: float = 1.0) -> None:
+        super().__init__(separation_weight)
+        self.mask_loss = DiceAndWeightedBCELoss(cross_entropy_weight)
