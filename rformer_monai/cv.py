@@ -390,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--dataset_dir", required=True)
         sub.add_argument("--output_dir", required=True, type=Path)
         sub.add_argument("--num_folds", type=int, default=5)
-        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--seed", type=int, default=0, help="seed of the fold split (and of the weights unless --set seed=N)")
         sub.add_argument("--folds", type=int, nargs="*", help="only these folds (default: all)")
         sub.add_argument("--name", help="the method's name in reports (default: the output folder's name)")
     run.add_argument("--config", action="append", default=[], help="override file merged onto the bundle configs")
@@ -416,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             evaluate_baseline_fold(args.method, args.dataset_dir, _fold_dir(args.output_dir, fold), fold, args.num_folds, args.seed)
         summarize(args.output_dir, name, {"method": args.method})
         return 0
-    overrides = {"num_folds": args.num_folds, "seed": args.seed, **dict(args.set)}
+    overrides = {"num_folds": args.num_folds, "seed": args.seed, "split_seed": args.seed, **dict(args.set)}
     for fold in folds:
         logger.info("fold %d of %d", fold, args.num_folds)
         if not args.evaluate_only:

@@ -56,6 +56,7 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "sw_batch_size": ("a positive integer", lambda v: _is_int(v) and v > 0),
     "num_workers": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
     "seed": ("an integer >= 0", lambda v: _is_int(v) and 0 <= v < 2**32),
+    "split_seed": ("an integer >= 0", lambda v: _is_int(v) and 0 <= v < 2**32),
     "fold": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
     "num_folds": ("an integer >= 2", lambda v: _is_int(v) and v >= 2),
     "learning_rate": ("a positive number", lambda v: _is_number(v) and v > 0),

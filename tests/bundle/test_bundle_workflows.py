@@ -10,7 +10,7 @@ import pytest
 import tifffile
 import torch
 from dataset_helpers import write_labelled_dataset
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigParser, ConfigWorkflow
 
 from rformer_monai.data.synthetic import render_micrograph
 
@@ -285,3 +285,17 @@ def test_verify_net_in_out_passes_on_network_def():
         device="cpu",
         n=1,
     )
+
+
+def test_split_seed_keeps_the_folds_when_the_weights_are_reseeded(tmp_path):
+    dataset = write_labelled_dataset(tmp_path / "data", count=10, size=(32, 32))
+
+    def validation_images(**override) -> list[str]:
+        parser = ConfigParser()
+        parser.read_config(str(CONFIGS / "train.json"))
+        parser.update({"dataset_dir": str(dataset), "output_dir": str(tmp_path / "run"), **override})
+        return [Path(item["image"]).name for item in parser.get_parsed_content("datalists")["validation"]]
+
+    folds_of_seed_0 = validation_images(seed=0)
+    assert validation_images(seed=1, split_seed=0) == folds_of_seed_0
+    assert validation_images(seed=1) != folds_of_seed_0  # by default the split follows the seed
