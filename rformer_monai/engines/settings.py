@@ -47,6 +47,9 @@ def _is_roi(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and len(value) == SPATIAL_DIMS and all(_is_int(v) and v > 0 for v in value)
 
 
+# numpy and torch seeds are unsigned 32-bit integers
+SEED_RULE: tuple[str, Callable[[Any], bool]] = ("an integer >= 0", lambda v: _is_int(v) and 0 <= v < 2**32)
+
 # name -> (what is expected, check)
 RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "max_epochs": ("a positive integer", lambda v: _is_int(v) and v > 0),
@@ -55,8 +58,8 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "images_per_batch": ("a positive integer", lambda v: _is_int(v) and v > 0),
     "sw_batch_size": ("a positive integer", lambda v: _is_int(v) and v > 0),
     "num_workers": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
-    "seed": ("an integer >= 0", lambda v: _is_int(v) and 0 <= v < 2**32),
-    "split_seed": ("an integer >= 0", lambda v: _is_int(v) and 0 <= v < 2**32),
+    "seed": SEED_RULE,
+    "split_seed": SEED_RULE,
     "fold": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
     "num_folds": ("an integer >= 2", lambda v: _is_int(v) and v >= 2),
     "learning_rate": ("a positive number", lambda v: _is_number(v) and v > 0),
