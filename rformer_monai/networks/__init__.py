@@ -1,9 +1,10 @@
-"""Networks: the ResidualFormer segmentation model, its parts, and complexity counters."""
+"""Networks: the ResidualFormer segmentation model, its parts, complexity counters and test-time orientation averaging."""
 
 from rformer_monai.networks.blocks import ResidualBlock
 from rformer_monai.networks.complexity import count_macs, count_parameters
 from rformer_monai.networks.decoder import SegFormerDecoder
 from rformer_monai.networks.encoder import ResidualEncoder
+from rformer_monai.networks.orientations import OrientationAveraged, with_test_time_orientations
 from rformer_monai.networks.residualformer import ResidualFormer
 
 __all__ = [
@@ -11,6 +12,8 @@ __all__ = [
     "ResidualEncoder",
     "SegFormerDecoder",
     "ResidualFormer",
+    "OrientationAveraged",
+    "with_test_time_orientations",
     "count_macs",
     "count_parameters",
 ]
