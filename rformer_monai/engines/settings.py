@@ -78,6 +78,7 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "amp": ("True or False (capitalised on the command line)", lambda v: isinstance(v, (bool, np.bool_))),
     "save_probability": ("true or false", _is_flag),
     "overwrite": ("true or false", _is_flag),
+    "test_time_orientations": ("true or false", _is_flag),
     "dataset_dir": ("a folder or file path, or None", lambda v: v is None or isinstance(v, str)),
     "output_dir": ("a folder path", lambda v: isinstance(v, str) and v != ""),
     "ckpt_path": ("a file path", lambda v: isinstance(v, str) and v != ""),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rformer_monai.engines.settings import as_bool
+
 ORIENTATIONS = 8  # the symmetries of a square: 4 rotations, each with and without a mirror
 SPATIAL_AXES = (-2, -1)
 
@@ -55,6 +57,11 @@ class OrientationAveraged(nn.Module):
         return total / ORIENTATIONS
 
 
-def with_test_time_orientations(network: nn.Module, enabled: bool) -> nn.Module:
-    """``network`` wrapped in :class:`OrientationAveraged` when ``enabled`` (a bundle's switch), else unchanged."""
-    return OrientationAveraged(network) if enabled else network
+def with_test_time_orientations(network: nn.Module, enabled: bool | str) -> nn.Module:
+    """``network`` wrapped in :class:`OrientationAveraged` when ``enabled`` (a bundle's switch: ``True``, or
+    ``"true"`` from the command line), else unchanged.
+
+    Raises:
+        SettingsError: ``enabled`` is not a yes/no value.
+    """
+    return OrientationAveraged(network) if as_bool(enabled, "test_time_orientations") else network

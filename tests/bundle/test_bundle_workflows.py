@@ -105,14 +105,18 @@ def _evaluate_threshold_network(tmp_path: Path, dataset: Path, eval_dir: Path, *
     return tuple(json.loads((eval_dir / name).read_text()) for name in ("metrics.json", "instance_metrics.json"))
 
 
-def test_evaluation_metrics_match_a_hand_computed_case(tmp_path):
+@pytest.mark.parametrize("test_time_orientations", [False, "true"])
+def test_evaluation_metrics_match_a_hand_computed_case(tmp_path, test_time_orientations):
     # image: bright where the network will say "particle"; mask: the truth. Both known pixel by pixel.
+    # The network acts pixel by pixel, so averaging over orientations must not change a pixel.
     image = np.zeros((64, 64), np.uint8)
     image[:, :32] = 200  # predicted particle: left half (2048 px)
     mask = np.zeros((64, 64), np.uint8)
     mask[:32, :48] = 255  # true particle: 32 x 48 = 1536 px, of which 32 x 32 = 1024 in the left half
     dataset = _one_image_dataset(tmp_path / "data", "case", image, mask)
-    metrics, _ = _evaluate_threshold_network(tmp_path, dataset, tmp_path / "eval")
+    metrics, _ = _evaluate_threshold_network(
+        tmp_path, dataset, tmp_path / "eval", test_time_orientations=test_time_orientations
+    )
     tp, fp, fn = 1024, 2048 - 1024, 1536 - 1024
     tn = 64 * 64 - tp - fp - fn
     case = metrics["per_image"][0]
@@ -270,7 +274,7 @@ def test_evaluation_scores_the_particles_that_inference_writes():
     """evaluate.json is merged onto train.json, not inference.json, so it repeats the particle settings."""
     evaluate = json.loads((CONFIGS / "evaluate.json").read_text())
     inference = json.loads((CONFIGS / "inference.json").read_text())
-    for key in ("threshold", "particle_threshold", "particle_separation"):
+    for key in ("threshold", "particle_threshold", "particle_separation", "test_time_orientations"):
         assert evaluate[key] == inference[key]
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from rformer_monai.engines import SettingsError
 from rformer_monai.networks import OrientationAveraged, ResidualFormer, with_test_time_orientations
 from rformer_monai.networks.orientations import ORIENTATIONS, orient, restore_orientation
 
@@ -64,5 +65,9 @@ def test_averaged_residualformer_is_orientation_equivariant():
 def test_switch_wraps_only_when_enabled():
     network = nn.Conv2d(1, 1, kernel_size=1)
     assert with_test_time_orientations(network, False) is network
-    wrapped = with_test_time_orientations(network, True)
-    assert isinstance(wrapped, OrientationAveraged) and wrapped.network is network
+    assert with_test_time_orientations(network, "false") is network
+    for enabled in (True, "true"):
+        wrapped = with_test_time_orientations(network, enabled)
+        assert isinstance(wrapped, OrientationAveraged) and wrapped.network is network
+    with pytest.raises(SettingsError, match="test_time_orientations"):
+        with_test_time_orientations(network, "sometimes")

@@ -276,6 +276,7 @@ def test_dataset_folder_problems(tmp_path, monkeypatch):
         ("intensity", "minmax", "one of ('zscore', 'unit', 'none')"),
         ("amp", "false", "True or False (capitalised on the command line)"),
         ("overwrite", "perhaps", "true or false"),
+        ("test_time_orientations", "sometimes", "true or false"),
         ("num_workers", -1, "an integer >= 0"),
     ],
 )
