@@ -2,13 +2,16 @@
 
     python -m rformer_monai.separation_search --dataset_dir ../shared/data/bam-tio2-sem \\
         --cv_dir reports/cv/residualformer   # plus the --config files the CV ran with, if any
+        # --set test_time_orientations=true: predict as the bundle would with that setting
+        # --name orientations: write separation_search_orientations.csv, keeping earlier searches
+        # --workers 2: score the settings in two processes
 
 Every fold's ``model.pt`` (from ``python -m rformer_monai.cv run``) predicts its held-out images through
 the bundle's evaluate.json, so each image is seen only by a model that never trained on it. Each
 combination of a particle threshold and :func:`rformer_monai.analysis.separate_particles` parameters
 then splits the predicted masks, with and without the network's separation output where it has one,
 and is scored against the 4-connected true particles. ``separation_search.csv`` in the CV folder holds
-one row per combination, best pooled F1 first.
+one row per combination, best pooled F1 first (``separation_search_<name>.csv`` with ``--name``).
 
 A setting picked as the best of many on the same images flatters itself. ``separation_selected.json``
 holds the honest estimate: for each fold, the combination with the best F1 on the *other* folds'
@@ -23,6 +26,7 @@ import itertools
 import json
 import logging
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ from tqdm import tqdm
 
 from rformer_monai.analysis.handlers import SEPARATION_KEY
 from rformer_monai.analysis.particles import cut_along_separation, separate_particles
+from rformer_monai.engines.settings import parse_override
 from rformer_monai.labelling import label_particles
 from rformer_monai.metrics.instances import (
     InstanceMatches,
@@ -46,8 +51,8 @@ from rformer_monai.transforms.io import pixel_size_from_meta
 
 logger = logging.getLogger("rformer_monai.separation_search")
 
-SEARCH_NAME = "separation_search.csv"
-SELECTED_NAME = "separation_selected.json"
+SEARCH_STEM = "separation_search"
+SELECTED_STEM = "separation_selected"
 THRESHOLD_KEY = "threshold"  # probability above which a pixel is particle, for the particle step only
 GRID: dict[str, tuple[Any, ...]] = {
     THRESHOLD_KEY: (0.5, 0.6, 0.7, 0.8, 0.9),
@@ -201,22 +206,55 @@ def _select_on_other_folds(
     return {"per_fold": chosen, "pooled": pooled_scores(held_out)}
 
 
-def search(predictions: list[HeldOutPrediction], grid: dict[str, tuple[Any, ...]] = GRID) -> SearchResult:
-    """Score every combination of ``grid`` (with and without the separation output where there is one);
-    rows sorted by pooled F1, best first. A grid without ``threshold`` splits at the evaluation's 0.5."""
+# the predictions a worker process scores every setting on, sent once per process
+_worker_predictions: list[HeldOutPrediction] = []
+
+
+def _keep_predictions(predictions: list[HeldOutPrediction]) -> None:
+    global _worker_predictions
+    _worker_predictions = predictions
+
+
+def _outcomes_of_setting(setting: dict[str, Any]) -> list[SeparationOutcome]:
+    return [separate_and_match(item, **setting) for item in _worker_predictions]
+
+
+def score_settings(
+    predictions: list[HeldOutPrediction], settings: list[dict[str, Any]], workers: int = 1
+) -> list[list[SeparationOutcome]]:
+    """Every setting's outcomes on every prediction (:func:`separate_and_match`), in ``workers`` processes."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}.")
+    if workers == 1:
+        return [
+            [separate_and_match(item, **setting) for item in predictions]
+            for setting in tqdm(settings, desc="separation search")
+        ]
+    with ProcessPoolExecutor(workers, initializer=_keep_predictions, initargs=(predictions,)) as pool:
+        return list(tqdm(pool.map(_outcomes_of_setting, settings), total=len(settings), desc="separation search"))
+
+
+def search(
+    predictions: list[HeldOutPrediction], grid: dict[str, tuple[Any, ...]] = GRID, workers: int = 1
+) -> SearchResult:
+    """Score every combination of ``grid`` (with and without the separation output where there is one) in
+    ``workers`` processes; rows sorted by pooled F1, best first. A grid without ``threshold`` splits at the
+    evaluation's 0.5."""
     modes = (False, True) if all(item.separation is not None for item in predictions) else (False,)
     combinations = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     settings = [{"use_separation": mode, **combination} for mode, combination in itertools.product(modes, combinations)]
-    outcomes = [
-        [separate_and_match(item, **setting) for item in predictions]
-        for setting in tqdm(settings, desc="separation search")
-    ]
+    outcomes = score_settings(predictions, settings, workers)
     rows = []
     for setting, setting_outcomes in zip(settings, outcomes):
         scores = pooled_scores(setting_outcomes)
         rows.append({**setting, **{key: scores[key] for key in REPORTED_SCORES}})
     rows.sort(key=lambda row: -row["f1"])
     return SearchResult(rows, _select_on_other_folds(settings, outcomes, [item.fold for item in predictions]))
+
+
+def output_name(stem: str, name: str | None, suffix: str) -> str:
+    """``<stem>.<suffix>``, or ``<stem>_<name>.<suffix>`` for a named search."""
+    return f"{stem}_{name}{suffix}" if name else f"{stem}{suffix}"
 
 
 def write_search(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -234,16 +272,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset_dir", required=True)
     parser.add_argument("--cv_dir", required=True, type=Path)
     parser.add_argument("--config", action="append", default=[], help="the override files the CV was run with")
+    parser.add_argument(
+        "--set", action="append", default=[], type=parse_override,
+        help="key=value override of evaluate.json for the predictions (JSON value), e.g. test_time_orientations=true",
+    )
+    parser.add_argument("--name", default=None, help="name of this search: its files end in _<name>")
+    parser.add_argument("--workers", type=int, default=1, help="processes scoring the settings")
     for key, (option, value_type) in GRID_OPTIONS.items():
         parser.add_argument(option, dest=key, type=value_type, nargs="+", default=GRID[key], help=f"values of {key} to search")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     grid = {key: tuple(getattr(args, key)) for key in GRID}
-    result = search(collect_held_out_predictions(args.dataset_dir, args.cv_dir, args.config), grid)
-    path = write_search(result.rows, args.cv_dir / SEARCH_NAME)
+    predictions = collect_held_out_predictions(args.dataset_dir, args.cv_dir, args.config, dict(args.set))
+    result = search(predictions, grid, args.workers)
+    path = write_search(result.rows, args.cv_dir / output_name(SEARCH_STEM, args.name, ".csv"))
     logger.info("best of %d combinations (written to %s): %s", len(result.rows), path, result.rows[0])
     if result.selected:
-        selected_path = args.cv_dir / SELECTED_NAME
+        selected_path = args.cv_dir / output_name(SELECTED_STEM, args.name, ".json")
         selected_path.write_text(json.dumps(result.selected, indent=2) + "\n")
         pooled = result.selected["pooled"]
         logger.info(

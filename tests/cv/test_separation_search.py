@@ -78,6 +78,16 @@ def test_settings_are_chosen_on_the_other_folds(merged_pair):
     assert result.selected["pooled"]["tp"] == 0 and result.selected["pooled"]["f1"] == pytest.approx(0.0)
 
 
+def test_settings_scored_in_worker_processes_give_the_same_rows(merged_pair):
+    predictions = [held_out(merged_pair), held_out(merged_pair, with_separation=True)]
+    predictions[1].fold = 1
+    in_one = search(predictions, SMALL_GRID)
+    in_two = search(predictions, SMALL_GRID, workers=2)
+    assert in_two.rows == in_one.rows and in_two.selected == in_one.selected
+    with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
+        search(predictions, SMALL_GRID, workers=0)
+
+
 def test_one_fold_has_no_cross_fold_estimate(merged_pair):
     assert search([held_out(merged_pair)], SMALL_GRID).selected == {}
 
@@ -105,7 +115,7 @@ def test_command_line_searches_the_thresholds_and_marker_heights_given(tmp_path,
     separation_search.main(
         ["--dataset_dir", str(tmp_path), "--cv_dir", str(tmp_path), "--thresholds", "0.5", "0.7", "--marker_heights_px", "0.5"]
     )
-    with (tmp_path / separation_search.SEARCH_NAME).open() as stream:
+    with (tmp_path / "separation_search.csv").open() as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == 2 * 2  # two thresholds, one height, with and without the separation output
     assert {float(row["threshold"]) for row in rows} == {0.5, 0.7} and {row["marker_height_px"] for row in rows} == {"0.5"}
@@ -117,8 +127,27 @@ def test_command_line_searches_every_separation_parameter_given(tmp_path, monkey
         ["--dataset_dir", str(tmp_path), "--cv_dir", str(tmp_path), "--thresholds", "0.5", "--marker_heights_px", "0.5",
          "--min_sizes_px", "1", "20", "--smoothing_sigmas_px", "0", "--min_marker_distances_px", "2", "4"]
     )
-    with (tmp_path / separation_search.SEARCH_NAME).open() as stream:
+    with (tmp_path / "separation_search.csv").open() as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == 2 * 2 * 2  # two minimum sizes, two marker distances, with and without the separation output
     assert {row["min_size_px"] for row in rows} == {"1", "20"} and {row["smoothing_sigma_px"] for row in rows} == {"0.0"}
     assert {row["min_marker_distance_px"] for row in rows} == {"2", "4"}
+
+
+def test_command_line_named_search_with_overrides_keeps_earlier_searches(tmp_path, monkeypatch, merged_pair):
+    calls = []
+
+    def collect(dataset_dir, cv_dir, configs, overrides):
+        calls.append(overrides)
+        first, second = held_out(merged_pair), held_out(merged_pair)
+        second.fold = 1
+        return [first, second]
+
+    monkeypatch.setattr(separation_search, "collect_held_out_predictions", collect)
+    common = ["--dataset_dir", str(tmp_path), "--cv_dir", str(tmp_path), "--thresholds", "0.5", "--marker_heights_px", "0.5"]
+    separation_search.main(common)
+    separation_search.main([*common, "--name", "orientations", "--set", "test_time_orientations=true"])
+    assert calls == [{}, {"test_time_orientations": True}]
+    for name in ("separation_search.csv", "separation_selected.json", "separation_search_orientations.csv",
+                 "separation_selected_orientations.json"):
+        assert (tmp_path / name).is_file(), name
