@@ -76,13 +76,15 @@ def test_onnx_export_has_dynamic_size_and_matches_pytorch(tiny_bundle, shape):
     assert float((onnx_probability - expected).abs().max()) < PROBABILITY_TOLERANCE
 
 
-def test_onnx_inference_override_matches_the_pytorch_path(tiny_bundle, tmp_path):
+@pytest.mark.parametrize("test_time_orientations", [False, True])
+def test_onnx_inference_override_matches_the_pytorch_path(tiny_bundle, tmp_path, test_time_orientations):
     inputs = tmp_path / "in"
     write_micrograph(inputs, "grains", size=(100, 130))
     export_bundle_onnx(tiny_bundle, override=TINY_NETWORK)
+    options = {"save_probability": True, "test_time_orientations": test_time_orientations}
 
-    run_inference(tiny_bundle, inputs, tmp_path / "torch", save_probability=True)
-    run_inference(tiny_bundle, inputs, tmp_path / "onnx", ("inference_onnx.json",), save_probability=True)
+    run_inference(tiny_bundle, inputs, tmp_path / "torch", **options)
+    run_inference(tiny_bundle, inputs, tmp_path / "onnx", ("inference_onnx.json",), **options)
 
     torch_probability = tifffile.imread(tmp_path / "torch" / "grains_prob.tif")
     onnx_probability = tifffile.imread(tmp_path / "onnx" / "grains_prob.tif")
