@@ -8,13 +8,14 @@
 
 Every fold's ``model.pt`` (from ``python -m rformer_monai.cv run``) predicts its held-out images through
 the bundle's evaluate.json, so each image is seen only by a model that never trained on it. Each
-combination of a particle threshold and :func:`rformer_monai.analysis.separate_particles` parameters
-then splits the predicted masks, with and without the network's separation output where it has one,
+combination of a particle threshold, a valley gain (:func:`rformer_monai.analysis.deepen_valleys`) and
+:func:`rformer_monai.analysis.separate_particles` parameters then splits the predicted masks, with and without the network's separation output where it has one,
 and is scored against the 4-connected true particles. ``separation_search.csv`` in the CV folder holds
-one row per combination, best pooled F1 first (``separation_search_<name>.csv`` with ``--name``).
+one row per combination, best pooled F1 first (``separation_search_<name>.csv`` with ``--name``; another
+``--objective`` such as ``count_and_median_ecd_error`` sorts and chooses by that instead).
 
 A setting picked as the best of many on the same images flatters itself. ``separation_selected.json``
-holds the honest estimate: for each fold, the combination with the best F1 on the *other* folds'
+holds the honest estimate: for each fold, the combination with the best objective on the *other* folds'
 images, scored on this fold's images, pooled over folds.
 """
 
@@ -25,7 +26,7 @@ import csv
 import itertools
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,12 @@ from monai.data import MetaTensor
 from tqdm import tqdm
 
 from rformer_monai.analysis.handlers import SEPARATION_KEY
-from rformer_monai.analysis.particles import cut_along_separation, separate_particles
+from rformer_monai.analysis.particles import (
+    DEFAULT_VALLEY_GAIN,
+    cut_along_separation,
+    deepen_valleys,
+    separate_particles,
+)
 from rformer_monai.engines.settings import parse_override
 from rformer_monai.labelling import label_particles
 from rformer_monai.metrics.instances import (
@@ -54,8 +60,10 @@ logger = logging.getLogger("rformer_monai.separation_search")
 SEARCH_STEM = "separation_search"
 SELECTED_STEM = "separation_selected"
 THRESHOLD_KEY = "threshold"  # probability above which a pixel is particle, for the particle step only
+VALLEY_GAIN_KEY = "valley_gain"  # how strongly thin valleys are deepened before the threshold
 GRID: dict[str, tuple[Any, ...]] = {
     THRESHOLD_KEY: (0.5, 0.6, 0.7, 0.8, 0.9),
+    VALLEY_GAIN_KEY: (DEFAULT_VALLEY_GAIN,),
     "min_marker_distance_px": (3,),
     "smoothing_sigma_px": (1.0,),
     "min_size_px": (10,),
@@ -64,11 +72,22 @@ GRID: dict[str, tuple[Any, ...]] = {
 # the command-line option that gives each grid parameter's values, and the values' type
 GRID_OPTIONS: dict[str, tuple[str, type]] = {
     THRESHOLD_KEY: ("--thresholds", float),
+    VALLEY_GAIN_KEY: ("--valley_gains", float),
     "min_marker_distance_px": ("--min_marker_distances_px", int),
     "smoothing_sigma_px": ("--smoothing_sigmas_px", float),
     "min_size_px": ("--min_sizes_px", int),
     "marker_height_px": ("--marker_heights_px", float),
 }
+# what a search can optimise: pooled scores -> a value to maximise
+OBJECTIVES: dict[str, Callable[[Mapping[str, float]], float]] = {
+    "f1": lambda scores: scores["f1"],
+    "pq": lambda scores: scores["pq"],
+    "ks_distance": lambda scores: -scores["ks_distance"],
+    "count_error": lambda scores: -abs(scores["count_error"]),
+    "median_ecd_error": lambda scores: -abs(scores["median_ecd_error"]),
+    "count_and_median_ecd_error": lambda scores: -abs(scores["count_error"]) - abs(scores["median_ecd_error"]),
+}
+DEFAULT_OBJECTIVE = "f1"
 PARTICLES_DICE = "particles_dice"
 REPORTED_SCORES = (PARTICLES_DICE, "f1", "precision", "recall", "pq", "mean_iou", "count_error", "median_ecd_error", "ks_distance")
 
@@ -150,13 +169,18 @@ class SeparationOutcome:
 
 
 def separate_and_match(
-    item: HeldOutPrediction, use_separation: bool, threshold: float = DEFAULT_THRESHOLD, **separation: Any
+    item: HeldOutPrediction,
+    use_separation: bool,
+    threshold: float = DEFAULT_THRESHOLD,
+    valley_gain: float = DEFAULT_VALLEY_GAIN,
+    **separation: Any,
 ) -> SeparationOutcome:
-    """Split one held-out prediction (particles above ``threshold``) with the given
-    :func:`separate_particles` arguments and match its particles to the true ones; ``use_separation``
-    cuts the watershed landscape along the network's separation output."""
-    cut = cut_along_separation(item.probability, item.separation) if use_separation else None
-    labels = separate_particles(item.probability > threshold, probability=cut, **separation)
+    """Split one held-out prediction (particles above ``threshold`` once its thin valleys are deepened by
+    ``valley_gain``) with the given :func:`separate_particles` arguments and match its particles to the
+    true ones; ``use_separation`` cuts the watershed landscape along the network's separation output."""
+    probability = deepen_valleys(item.probability, valley_gain)
+    cut = cut_along_separation(probability, item.separation) if use_separation else None
+    labels = separate_particles(probability > threshold, probability=cut, **separation)
     return SeparationOutcome(
         matches=match_instances(labels, item.true_labels, pixel_size_nm=item.pixel_size_nm),
         overlap=int(np.count_nonzero((labels > 0) & item.truth)),
@@ -191,19 +215,20 @@ class SearchResult:
 
 
 def _select_on_other_folds(
-    settings: list[dict[str, Any]], outcomes: list[list[SeparationOutcome]], folds: list[int]
+    settings: list[dict[str, Any]], outcomes: list[list[SeparationOutcome]], folds: list[int], objective: str
 ) -> dict[str, Any]:
-    """For each fold, the setting with the best pooled F1 on the other folds' images; its outcomes on this
-    fold's images, pooled over folds (``pooled``), and the setting per fold (``per_fold``)."""
+    """For each fold, the setting with the best pooled ``objective`` on the other folds' images; its outcomes
+    on this fold's images, pooled over folds (``pooled``), and the setting per fold (``per_fold``)."""
+    value = OBJECTIVES[objective]
     chosen, held_out = {}, []
     for fold in sorted(set(folds)):
         others = [index for index, item_fold in enumerate(folds) if item_fold != fold]
         if not others:  # one fold only: nothing to choose on
             return {}
-        best = max(range(len(settings)), key=lambda s: pooled_scores(outcomes[s][i] for i in others)["f1"])
+        best = max(range(len(settings)), key=lambda s: value(pooled_scores(outcomes[s][i] for i in others)))
         chosen[str(fold)] = settings[best]
         held_out.extend(outcomes[best][i] for i, item_fold in enumerate(folds) if item_fold == fold)
-    return {"per_fold": chosen, "pooled": pooled_scores(held_out)}
+    return {"objective": objective, "per_fold": chosen, "pooled": pooled_scores(held_out)}
 
 
 # the predictions a worker process scores every setting on, sent once per process
@@ -235,11 +260,20 @@ def score_settings(
 
 
 def search(
-    predictions: list[HeldOutPrediction], grid: dict[str, tuple[Any, ...]] = GRID, workers: int = 1
+    predictions: list[HeldOutPrediction],
+    grid: dict[str, tuple[Any, ...]] = GRID,
+    workers: int = 1,
+    objective: str = DEFAULT_OBJECTIVE,
 ) -> SearchResult:
     """Score every combination of ``grid`` (with and without the separation output where there is one) in
-    ``workers`` processes; rows sorted by pooled F1, best first. A grid without ``threshold`` splits at the
-    evaluation's 0.5."""
+    ``workers`` processes; rows sorted by the pooled ``objective`` (one of :data:`OBJECTIVES`), best first.
+    A grid without ``threshold`` splits at the evaluation's 0.5.
+
+    Raises:
+        ValueError: an unknown objective.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}.")
     modes = (False, True) if all(item.separation is not None for item in predictions) else (False,)
     combinations = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     settings = [{"use_separation": mode, **combination} for mode, combination in itertools.product(modes, combinations)]
@@ -248,8 +282,9 @@ def search(
     for setting, setting_outcomes in zip(settings, outcomes):
         scores = pooled_scores(setting_outcomes)
         rows.append({**setting, **{key: scores[key] for key in REPORTED_SCORES}})
-    rows.sort(key=lambda row: -row["f1"])
-    return SearchResult(rows, _select_on_other_folds(settings, outcomes, [item.fold for item in predictions]))
+    rows.sort(key=lambda row: -OBJECTIVES[objective](row))
+    folds = [item.fold for item in predictions]
+    return SearchResult(rows, _select_on_other_folds(settings, outcomes, folds, objective))
 
 
 def output_name(stem: str, name: str | None, suffix: str) -> str:
@@ -278,6 +313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--name", default=None, help="name of this search: its files end in _<name>")
     parser.add_argument("--workers", type=int, default=1, help="processes scoring the settings")
+    parser.add_argument(
+        "--objective", choices=sorted(OBJECTIVES), default=DEFAULT_OBJECTIVE,
+        help="what the rows are sorted by and the settings chosen on the other folds for (errors: their size)",
+    )
     for key, (option, value_type) in GRID_OPTIONS.items():
         parser.add_argument(option, dest=key, type=value_type, nargs="+", default=GRID[key], help=f"values of {key} to search")
     args = parser.parse_args(argv)
@@ -286,9 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     grid = {key: tuple(getattr(args, key)) for key in GRID}
     predictions = collect_held_out_predictions(args.dataset_dir, args.cv_dir, args.config, dict(args.set))
-    result = search(predictions, grid, args.workers)
+    result = search(predictions, grid, args.workers, args.objective)
     path = write_search(result.rows, args.cv_dir / output_name(SEARCH_STEM, args.name, ".csv"))
-    logger.info("best of %d combinations (written to %s): %s", len(result.rows), path, result.rows[0])
+    logger.info("best %s of %d combinations (written to %s): %s", args.objective, len(result.rows), path, result.rows[0])
     if result.selected:
         selected_path = args.cv_dir / output_name(SELECTED_STEM, args.name, ".json")
         selected_path.write_text(json.dumps(result.selected, indent=2) + "\n")

@@ -18,7 +18,12 @@ from rformer_monai.analysis.outputs import (
     analyse_mask,
     write_run_summary,
 )
-from rformer_monai.analysis.particles import cut_along_separation, separate_particles
+from rformer_monai.analysis.particles import (
+    DEFAULT_VALLEY_GAIN,
+    cut_along_separation,
+    deepen_valleys,
+    separate_particles,
+)
 from rformer_monai.labelling import label_particles
 from rformer_monai.metrics.instances import (
     DEFAULT_IOU_THRESHOLD,
@@ -40,10 +45,13 @@ PERCENT = 100.0
 SEPARATION_KEY = f"pred{SEPARATION_POSTFIX}"  # where rformer_monai.transforms.SplitSeparationd puts a separation output
 
 
-def _probabilities(sample: dict[str, Any], pred_key: str, separation_key: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """The (H, W) particle probability of a sample and, where the network has a separation output, the
-    probability cut along it (:func:`cut_along_separation`) that guides the watershed; else None."""
-    probability = sample[pred_key].detach().cpu().float().numpy()[0]
+def _probabilities(
+    sample: dict[str, Any], pred_key: str, separation_key: str, valley_gain: float
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The (H, W) particle probability of a sample, its thin valleys deepened by ``valley_gain``
+    (:func:`deepen_valleys`), and, where the network has a separation output, that probability cut along
+    it (:func:`cut_along_separation`) to guide the watershed; else None."""
+    probability = deepen_valleys(sample[pred_key].detach().cpu().float().numpy()[0], valley_gain)
     separation = sample.get(separation_key)
     if separation is None:
         return probability, None
@@ -68,6 +76,8 @@ class ParticleAnalysisHandler:
         separation: keyword arguments of :func:`rformer_monai.analysis.separate_particles`.
         separation_key: key of the separation-band probability of a network that has one (at full size,
             like ``pred_key``); where a sample holds it, the watershed cuts along it.
+        valley_gain: how strongly thin valleys of the probability are deepened before the threshold
+            (:func:`rformer_monai.analysis.deepen_valleys`; 0 leaves the probability as it is).
     """
 
     def __init__(
@@ -77,12 +87,14 @@ class ParticleAnalysisHandler:
         pred_key: str = "pred",
         separation: dict[str, Any] | None = None,
         separation_key: str = SEPARATION_KEY,
+        valley_gain: float = DEFAULT_VALLEY_GAIN,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.threshold = threshold
         self.pred_key = pred_key
         self.separation = dict(separation or {})
         self.separation_key = separation_key
+        self.valley_gain = valley_gain
         self.rows: list[dict[str, Any]] = []
 
     def attach(self, engine: Engine) -> None:
@@ -100,7 +112,7 @@ class ParticleAnalysisHandler:
             if not isinstance(prediction, MetaTensor) or "filename_or_obj" not in prediction.meta:
                 raise ValueError(f"{self.pred_key!r} must be a MetaTensor whose meta names its source file.")
             source = str(prediction.meta["filename_or_obj"])
-            probability, cut = _probabilities(sample, self.pred_key, self.separation_key)
+            probability, cut = _probabilities(sample, self.pred_key, self.separation_key, self.valley_gain)
             row = analyse_mask(
                 mask=probability > self.threshold,
                 probability=cut,
@@ -139,6 +151,8 @@ class InstanceEvaluationHandler:
         separation: keyword arguments of :func:`separate_particles`.
         separation_key: key of the separation-band probability of a network that has one; where a sample
             holds it, the watershed cuts along it.
+        valley_gain: how strongly thin valleys of the probability are deepened before the threshold
+            (:func:`deepen_valleys`; 0 leaves the probability as it is).
     """
 
     def __init__(
@@ -148,12 +162,14 @@ class InstanceEvaluationHandler:
         iou_threshold: float = DEFAULT_IOU_THRESHOLD,
         separation: dict[str, Any] | None = None,
         separation_key: str = SEPARATION_KEY,
+        valley_gain: float = DEFAULT_VALLEY_GAIN,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.threshold = threshold
         self.iou_threshold = iou_threshold
         self.separation = dict(separation or {})
         self.separation_key = separation_key
+        self.valley_gain = valley_gain
         self.per_image: list[dict[str, Any]] = []
         self.matches: list[InstanceMatches] = []
         self.ecd_units: set[str] = set()
@@ -170,7 +186,7 @@ class InstanceEvaluationHandler:
     def _match(self, engine: Engine) -> None:
         for sample in engine.state.output:
             prediction = sample["pred"]
-            probability, cut = _probabilities(sample, "pred", self.separation_key)
+            probability, cut = _probabilities(sample, "pred", self.separation_key, self.valley_gain)
             truth = sample["label"].detach().cpu().numpy()[0] > 0
             pixel_size_nm = pixel_size_from_meta(prediction.meta) if isinstance(prediction, MetaTensor) else None
             predicted = separate_particles(probability > self.threshold, probability=cut, **self.separation)
@@ -187,7 +203,8 @@ class InstanceEvaluationHandler:
             return
         pooled_matches = pool_matches(self.matches)
         pooled = scores_from_matches(pooled_matches)
-        report = {"iou_threshold": self.iou_threshold, "separation": self.separation, "pooled": pooled,
+        report = {"iou_threshold": self.iou_threshold, "separation": self.separation,
+                  "valley_gain": self.valley_gain, "pooled": pooled,
                   "recall_by_size": recall_by_size(pooled_matches), "ecd_unit": "/".join(sorted(self.ecd_units)),
                   "per_image": self.per_image}
         self.output_dir.mkdir(parents=True, exist_ok=True)

@@ -67,6 +67,7 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "sw_overlap": ("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
     "threshold": ("a number in (0, 1)", lambda v: _is_number(v) and 0 < v < 1),
     "particle_threshold": ("a number in (0, 1)", lambda v: _is_number(v) and 0 < v < 1),
+    "particle_valley_gain": ("a number >= 0", lambda v: _is_number(v) and v >= 0),
     "pixel_size_nm": (
         "None (read from the files) or a positive number",
         lambda v: v is None or (_is_number(v) and v > 0),

@@ -15,6 +15,7 @@ from skimage.measure import regionprops
 from rformer_monai.analysis import (
     DEFAULT_MIN_SIZE_PX,
     PARTICLE_COLUMNS,
+    deepen_valleys,
     label_particles,
     measure_particles,
     particle_table_rows,
@@ -364,3 +365,36 @@ def test_real_ground_truth_particles_measure(bam_dataset_dir) -> None:
     columns = measure_particles(labels, pixel_size_nm=7.344, excluded_rows_from=mask.shape[0])
     assert len(columns["label"]) == labels.max() > 0
     assert 50.0 < np.median(columns["ecd_nm"]) < 500.0
+
+
+# ---------------------------------------------------------------- deepening thin valleys
+def _plateau_with_line(line_width: int, line_probability: float = 0.85) -> np.ndarray:
+    """Two plateaus of probability 0.97 (rows 4..15) joined by a vertical line of lower probability."""
+    probability = np.zeros((20, 30))
+    probability[4:16, 4:26] = 0.97
+    probability[4:16, 15 : 15 + line_width] = line_probability
+    return probability
+
+
+def test_deepen_valleys_lowers_a_thin_line_by_gain_times_its_depth():
+    probability = _plateau_with_line(line_width=1)
+    deepened = deepen_valleys(probability, gain=4.0)
+    np.testing.assert_allclose(deepened[8:12, 15], 0.85 - 4.0 * (0.97 - 0.85))
+    np.testing.assert_array_equal(deepened[8:12, 5:12], probability[8:12, 5:12])  # the plateau stays
+    mask = deepened > 0.8
+    assert ndi.label(mask, structure=FOUR_CONNECTED)[1] == 2  # the line cuts what 0.8 alone merges
+    assert ndi.label(probability > 0.8, structure=FOUR_CONNECTED)[1] == 1
+
+
+def test_deepen_valleys_leaves_broad_gaps_and_zero_gain_alone():
+    probability = _plateau_with_line(line_width=3)
+    np.testing.assert_array_equal(deepen_valleys(probability, gain=4.0)[6:14, 14:19], probability[6:14, 14:19])
+    np.testing.assert_array_equal(deepen_valleys(_plateau_with_line(1), gain=0.0), _plateau_with_line(1))
+
+
+def test_deepen_valleys_stays_a_probability_and_rejects_a_bad_gain():
+    deepened = deepen_valleys(_plateau_with_line(1, line_probability=0.1), gain=100.0)
+    assert deepened.min() >= 0.0 and deepened.max() <= 1.0
+    for gain in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="valley gain must be a number >= 0"):
+            deepen_valleys(_plateau_with_line(1), gain)

@@ -274,8 +274,23 @@ def test_evaluation_scores_the_particles_that_inference_writes():
     """evaluate.json is merged onto train.json, not inference.json, so it repeats the particle settings."""
     evaluate = json.loads((CONFIGS / "evaluate.json").read_text())
     inference = json.loads((CONFIGS / "inference.json").read_text())
-    for key in ("threshold", "particle_threshold", "particle_separation", "test_time_orientations"):
+    keys = ("threshold", "particle_threshold", "particle_valley_gain", "particle_separation", "test_time_orientations")
+    for key in keys:
         assert evaluate[key] == inference[key]
+
+
+def test_valley_gain_splits_a_line_drawn_above_the_particle_threshold(tmp_path):
+    """Two particles (probability 1) joined by a one-pixel column of probability about 0.9: one particle at
+    the particle threshold 0.8, two once the column's dip (0.1 deep) is deepened by a gain of 6."""
+    image = np.zeros((64, 64), np.uint8)
+    image[20:30, 20:41] = 255
+    image[20:30, 30] = 133  # sigmoid(100 * (133 / 255 - 0.5)) = 0.90
+    dataset = _one_image_dataset(tmp_path / "data", "pair", image, np.where(image == 255, 255, 0).astype(np.uint8))
+    _, particles = _evaluate_threshold_network(tmp_path, dataset, tmp_path / "eval_plain")
+    assert (particles["pooled"]["pred_count"], particles["pooled"]["tp"]) == (1, 0)
+    _, deepened = _evaluate_threshold_network(tmp_path, dataset, tmp_path / "eval_valleys", particle_valley_gain=6.0)
+    assert (deepened["pooled"]["pred_count"], deepened["pooled"]["tp"]) == (2, 2)
+    assert deepened["valley_gain"] == 6.0
 
 
 @pytest.mark.slow

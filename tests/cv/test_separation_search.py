@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,31 @@ def test_particle_threshold_can_split_what_the_mask_merges(merged_pair):
     pair = HeldOutPrediction("faint line", probability, None, truth, 2.0)
     assert score_separation([pair], use_separation=False, threshold=0.5)["f1"] == pytest.approx(0.0)
     assert score_separation([pair], use_separation=False, threshold=0.7)["f1"] == pytest.approx(1.0)
+
+
+def test_valley_gain_splits_a_line_drawn_above_the_threshold(merged_pair):
+    probability, truth, _ = merged_pair
+    probability = probability.copy()
+    probability[5:15, 5:26] = 0.97
+    probability[5:15, 15] = 0.85  # the network drew the line, but above the particle threshold
+    pair = HeldOutPrediction("shallow line", probability, None, truth, 2.0)
+    assert score_separation([pair], use_separation=False, threshold=0.8)["f1"] == pytest.approx(0.0)
+    assert score_separation([pair], use_separation=False, threshold=0.8, valley_gain=4.0)["f1"] == pytest.approx(1.0)
+
+
+def test_objective_orders_the_rows_and_chooses_the_settings(merged_pair):
+    """Split along the separation output, the pair's count is right (error 0); merged, one particle for two
+    (error -0.5): ordered by the count error's size, the split rows come first and are chosen on every fold;
+    an objective not known is refused."""
+    predictions = [held_out(merged_pair), held_out(merged_pair)]
+    predictions[1].fold = 1
+    by_count = search(predictions, SMALL_GRID, objective="count_error")
+    assert by_count.rows[0]["use_separation"] is True and by_count.rows[0]["count_error"] == pytest.approx(0.0)
+    assert [abs(row["count_error"]) for row in by_count.rows] == sorted(abs(row["count_error"]) for row in by_count.rows)
+    assert by_count.selected["objective"] == "count_error"
+    assert all(setting["use_separation"] for setting in by_count.selected["per_fold"].values())
+    with pytest.raises(ValueError, match="objective must be one of"):
+        search(predictions, SMALL_GRID, objective="dice")
 
 
 def test_settings_are_chosen_on_the_other_folds(merged_pair):
@@ -146,8 +172,11 @@ def test_command_line_named_search_with_overrides_keeps_earlier_searches(tmp_pat
     monkeypatch.setattr(separation_search, "collect_held_out_predictions", collect)
     common = ["--dataset_dir", str(tmp_path), "--cv_dir", str(tmp_path), "--thresholds", "0.5", "--marker_heights_px", "0.5"]
     separation_search.main(common)
-    separation_search.main([*common, "--name", "orientations", "--set", "test_time_orientations=true"])
+    separation_search.main(
+        [*common, "--name", "orientations", "--set", "test_time_orientations=true", "--objective", "ks_distance"]
+    )
     assert calls == [{}, {"test_time_orientations": True}]
     for name in ("separation_search.csv", "separation_selected.json", "separation_search_orientations.csv",
                  "separation_selected_orientations.json"):
         assert (tmp_path / name).is_file(), name
+    assert json.loads((tmp_path / "separation_selected_orientations.json").read_text())["objective"] == "ks_distance"

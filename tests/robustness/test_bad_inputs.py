@@ -270,6 +270,7 @@ def test_dataset_folder_problems(tmp_path, monkeypatch):
         ("roi_size", [256, 0], "a list of two positive integers such as [256, 256]"),
         ("threshold", 1.0, "a number in (0, 1)"),
         ("particle_threshold", 0, "a number in (0, 1)"),
+        ("particle_valley_gain", -1, "a number >= 0"),
         ("sw_overlap", "0.25", "a number in [0, 1)"),
         ("crop_bottom", "null", "None (detect the data bar) or an integer >= 0"),
         ("pixel_size_nm", -1.5, "None (read from the files) or a positive number"),
