@@ -11,12 +11,12 @@ the bundle's evaluate.json, so each image is seen only by a model that never tra
 combination of a particle threshold, a valley gain (:func:`rformer_monai.analysis.deepen_valleys`) and
 :func:`rformer_monai.analysis.separate_particles` parameters then splits the predicted masks, with and without the network's separation output where it has one,
 and is scored against the 4-connected true particles. ``separation_search.csv`` in the CV folder holds
-one row per combination, best pooled F1 first (``separation_search_<name>.csv`` with ``--name``; another
-``--objective`` such as ``count_and_median_ecd_error`` sorts and chooses by that instead).
+one row per combination, best pooled F1 first (``separation_search_<name>.csv`` with ``--name``;
+``--objectives count_and_median_ecd_error f1`` sorts by the first named instead).
 
 A setting picked as the best of many on the same images flatters itself. ``separation_selected.json``
-holds the honest estimate: for each fold, the combination with the best objective on the *other* folds'
-images, scored on this fold's images, pooled over folds.
+holds the honest estimate, for each objective: for each fold, the combination with the best objective on
+the *other* folds' images, scored on this fold's images, pooled over folds.
 """
 
 from __future__ import annotations
@@ -208,10 +208,11 @@ def score_separation(
 
 @dataclass
 class SearchResult:
-    """The scored grid, best pooled F1 first, and the estimate of the setting chosen on other folds."""
+    """The scored grid, best first, and for each objective the estimate of the setting chosen on other
+    folds (empty with one fold)."""
 
     rows: list[dict[str, Any]]
-    selected: dict[str, Any]
+    selected: dict[str, dict[str, Any]]
 
 
 def _select_on_other_folds(
@@ -223,12 +224,10 @@ def _select_on_other_folds(
     chosen, held_out = {}, []
     for fold in sorted(set(folds)):
         others = [index for index, item_fold in enumerate(folds) if item_fold != fold]
-        if not others:  # one fold only: nothing to choose on
-            return {}
         best = max(range(len(settings)), key=lambda s: value(pooled_scores(outcomes[s][i] for i in others)))
         chosen[str(fold)] = settings[best]
         held_out.extend(outcomes[best][i] for i, item_fold in enumerate(folds) if item_fold == fold)
-    return {"objective": objective, "per_fold": chosen, "pooled": pooled_scores(held_out)}
+    return {"per_fold": chosen, "pooled": pooled_scores(held_out)}
 
 
 # the predictions a worker process scores every setting on, sent once per process
@@ -263,17 +262,19 @@ def search(
     predictions: list[HeldOutPrediction],
     grid: dict[str, tuple[Any, ...]] = GRID,
     workers: int = 1,
-    objective: str = DEFAULT_OBJECTIVE,
+    objectives: Sequence[str] = (DEFAULT_OBJECTIVE,),
 ) -> SearchResult:
     """Score every combination of ``grid`` (with and without the separation output where there is one) in
-    ``workers`` processes; rows sorted by the pooled ``objective`` (one of :data:`OBJECTIVES`), best first.
-    A grid without ``threshold`` splits at the evaluation's 0.5.
+    ``workers`` processes; rows sorted by the pooled value of the first of ``objectives`` (names in
+    :data:`OBJECTIVES`), best first, and a setting chosen on the other folds for each objective. A grid
+    without ``threshold`` splits at the evaluation's 0.5.
 
     Raises:
-        ValueError: an unknown objective.
+        ValueError: no objective, or one not known.
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}.")
+    unknown = [objective for objective in objectives if objective not in OBJECTIVES]
+    if unknown or not objectives:
+        raise ValueError(f"objectives must be among {sorted(OBJECTIVES)}, got {list(objectives)!r}.")
     modes = (False, True) if all(item.separation is not None for item in predictions) else (False,)
     combinations = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     settings = [{"use_separation": mode, **combination} for mode, combination in itertools.product(modes, combinations)]
@@ -282,9 +283,11 @@ def search(
     for setting, setting_outcomes in zip(settings, outcomes):
         scores = pooled_scores(setting_outcomes)
         rows.append({**setting, **{key: scores[key] for key in REPORTED_SCORES}})
-    rows.sort(key=lambda row: -OBJECTIVES[objective](row))
+    rows.sort(key=lambda row: -OBJECTIVES[objectives[0]](row))
     folds = [item.fold for item in predictions]
-    return SearchResult(rows, _select_on_other_folds(settings, outcomes, folds, objective))
+    if len(set(folds)) < 2:  # one fold only: nothing to choose on
+        return SearchResult(rows, {})
+    return SearchResult(rows, {name: _select_on_other_folds(settings, outcomes, folds, name) for name in objectives})
 
 
 def output_name(stem: str, name: str | None, suffix: str) -> str:
@@ -314,8 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="name of this search: its files end in _<name>")
     parser.add_argument("--workers", type=int, default=1, help="processes scoring the settings")
     parser.add_argument(
-        "--objective", choices=sorted(OBJECTIVES), default=DEFAULT_OBJECTIVE,
-        help="what the rows are sorted by and the settings chosen on the other folds for (errors: their size)",
+        "--objectives", nargs="+", choices=sorted(OBJECTIVES), default=[DEFAULT_OBJECTIVE],
+        help="what settings are chosen on the other folds for, each in turn (errors: their size); the rows are "
+        "sorted by the first",
     )
     for key, (option, value_type) in GRID_OPTIONS.items():
         parser.add_argument(option, dest=key, type=value_type, nargs="+", default=GRID[key], help=f"values of {key} to search")
@@ -325,17 +329,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     grid = {key: tuple(getattr(args, key)) for key in GRID}
     predictions = collect_held_out_predictions(args.dataset_dir, args.cv_dir, args.config, dict(args.set))
-    result = search(predictions, grid, args.workers, args.objective)
+    result = search(predictions, grid, args.workers, args.objectives)
     path = write_search(result.rows, args.cv_dir / output_name(SEARCH_STEM, args.name, ".csv"))
-    logger.info("best %s of %d combinations (written to %s): %s", args.objective, len(result.rows), path, result.rows[0])
+    logger.info("best %s of %d combinations (written to %s): %s", args.objectives[0], len(result.rows), path, result.rows[0])
     if result.selected:
         selected_path = args.cv_dir / output_name(SELECTED_STEM, args.name, ".json")
         selected_path.write_text(json.dumps(result.selected, indent=2) + "\n")
-        pooled = result.selected["pooled"]
-        logger.info(
-            "chosen on the other folds, scored on each held-out fold (written to %s): F1 %.3f, PQ %.3f, count error %+.3f",
-            selected_path, pooled["f1"], pooled["pq"], pooled["count_error"],
-        )
+        for objective, selection in result.selected.items():
+            pooled = selection["pooled"]
+            logger.info(
+                "chosen for %s on the other folds, scored on each held-out fold (written to %s): F1 %.3f, PQ %.3f, "
+                "count error %+.3f, median ECD error %+.3f",
+                objective, selected_path, pooled["f1"], pooled["pq"], pooled["count_error"], pooled["median_ecd_error"],
+            )
     return 0
 
 

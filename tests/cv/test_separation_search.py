@@ -77,13 +77,15 @@ def test_objective_orders_the_rows_and_chooses_the_settings(merged_pair):
     an objective not known is refused."""
     predictions = [held_out(merged_pair), held_out(merged_pair)]
     predictions[1].fold = 1
-    by_count = search(predictions, SMALL_GRID, objective="count_error")
+    by_count = search(predictions, SMALL_GRID, objectives=("count_error", "f1"))
     assert by_count.rows[0]["use_separation"] is True and by_count.rows[0]["count_error"] == pytest.approx(0.0)
     assert [abs(row["count_error"]) for row in by_count.rows] == sorted(abs(row["count_error"]) for row in by_count.rows)
-    assert by_count.selected["objective"] == "count_error"
-    assert all(setting["use_separation"] for setting in by_count.selected["per_fold"].values())
-    with pytest.raises(ValueError, match="objective must be one of"):
-        search(predictions, SMALL_GRID, objective="dice")
+    assert set(by_count.selected) == {"count_error", "f1"}
+    for selection in by_count.selected.values():
+        assert all(setting["use_separation"] for setting in selection["per_fold"].values())
+    for objectives in (("dice",), ()):
+        with pytest.raises(ValueError, match="objectives must be among"):
+            search(predictions, SMALL_GRID, objectives=objectives)
 
 
 def test_settings_are_chosen_on_the_other_folds(merged_pair):
@@ -100,8 +102,9 @@ def test_settings_are_chosen_on_the_other_folds(merged_pair):
     ]
     result = search(predictions, {**SMALL_GRID, "smoothing_sigma_px": (1.0,), "threshold": (0.5, 0.7)})
     assert result.rows[0]["threshold"] == 0.7 and result.rows[0]["f1"] == pytest.approx(0.8)  # 2 of 3 found
-    assert {fold: setting["threshold"] for fold, setting in result.selected["per_fold"].items()} == {"0": 0.5, "1": 0.7}
-    assert result.selected["pooled"]["tp"] == 0 and result.selected["pooled"]["f1"] == pytest.approx(0.0)
+    selected = result.selected["f1"]
+    assert {fold: setting["threshold"] for fold, setting in selected["per_fold"].items()} == {"0": 0.5, "1": 0.7}
+    assert selected["pooled"]["tp"] == 0 and selected["pooled"]["f1"] == pytest.approx(0.0)
 
 
 def test_settings_scored_in_worker_processes_give_the_same_rows(merged_pair):
@@ -173,10 +176,10 @@ def test_command_line_named_search_with_overrides_keeps_earlier_searches(tmp_pat
     common = ["--dataset_dir", str(tmp_path), "--cv_dir", str(tmp_path), "--thresholds", "0.5", "--marker_heights_px", "0.5"]
     separation_search.main(common)
     separation_search.main(
-        [*common, "--name", "orientations", "--set", "test_time_orientations=true", "--objective", "ks_distance"]
+        [*common, "--name", "orientations", "--set", "test_time_orientations=true", "--objectives", "ks_distance", "f1"]
     )
     assert calls == [{}, {"test_time_orientations": True}]
     for name in ("separation_search.csv", "separation_selected.json", "separation_search_orientations.csv",
                  "separation_selected_orientations.json"):
         assert (tmp_path / name).is_file(), name
-    assert json.loads((tmp_path / "separation_selected_orientations.json").read_text())["objective"] == "ks_distance"
+    assert set(json.loads((tmp_path / "separation_selected_orientations.json").read_text())) == {"ks_distance", "f1"}
