@@ -2,8 +2,8 @@
 
     python -m rformer_monai.separation_search --dataset_dir ../shared/data/bam-tio2-sem \\
         --cv_dir reports/cv/residualformer   # plus the --config files the CV ran with, if any
-        # --set test_time_orientations=true: predict as the bundle would with that setting
-        # --name orientations: write separation_search_orientations.csv, keeping earlier searches
+        # --set tta=dihedral: predict as the bundle would with that setting
+        # --name tta: write separation_search_tta.csv, keeping earlier searches
         # --workers 2: score the settings in two processes
 
 Every fold's ``model.pt`` (from ``python -m rformer_monai.cv run``) predicts its held-out images through
@@ -312,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", action="append", default=[], help="the override files the CV was run with")
     parser.add_argument(
         "--set", action="append", default=[], type=parse_override,
-        help="key=value override of evaluate.json for the predictions (JSON value), e.g. test_time_orientations=true",
+        help="key=value override of evaluate.json for the predictions (JSON value), e.g. tta=dihedral",
     )
     parser.add_argument("--name", default=None, help="name of this search: its files end in _<name>")
     parser.add_argument("--workers", type=int, default=1, help="processes scoring the settings")

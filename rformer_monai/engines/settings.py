@@ -47,6 +47,12 @@ def _is_roi(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and len(value) == SPATIAL_DIMS and all(_is_int(v) and v > 0 for v in value)
 
 
+def _is_tta_mode(value: Any) -> bool:
+    from rformer_monai.inference.tta import TTA_MODES  # imported here: the inference package imports this module
+
+    return value is None or value in TTA_MODES
+
+
 # numpy and torch seeds are unsigned 32-bit integers
 SEED_RULE: tuple[str, Callable[[Any], bool]] = ("an integer >= 0", lambda v: _is_int(v) and 0 <= v < 2**32)
 
@@ -79,7 +85,7 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "amp": ("True or False (capitalised on the command line)", lambda v: isinstance(v, (bool, np.bool_))),
     "save_probability": ("true or false", _is_flag),
     "overwrite": ("true or false", _is_flag),
-    "test_time_orientations": ("true or false", _is_flag),
+    "tta": ("None (no test-time augmentation), 'dihedral' or 'flips'", _is_tta_mode),
     "dataset_dir": ("a folder or file path, or None", lambda v: v is None or isinstance(v, str)),
     "output_dir": ("a folder path", lambda v: isinstance(v, str) and v != ""),
     "ckpt_path": ("a file path", lambda v: isinstance(v, str) and v != ""),

@@ -1,12 +1,9 @@
 """Test-time augmentation: the network's logits averaged over flips and 90-degree rotations of each window.
 
 :class:`DihedralTTA` wraps a network, so it works wherever the network does: inside MONAI's sliding window
-(every window is augmented, so block streaming still matches whole-image inference), in the bundle's evaluator
-with one override::
-
-    --evaluator#network "$rformer_monai.inference.DihedralTTA(@network)"
-
-and in ``python -m rformer_monai.inference --tta``. It costs one forward pass per transform (8 for
+(every window is augmented, so block streaming still matches whole-image inference), in the bundle's inference
+and evaluation with its ``tta`` setting (``--tta dihedral``; :func:`with_tta`), and in
+``python -m rformer_monai.inference --tta``. It costs one forward pass per transform (8 for
 ``"dihedral"``, 4 for ``"flips"``).
 """
 
@@ -72,7 +69,7 @@ class DihedralTTA(nn.Module):
 def with_tta(network: nn.Module, mode: str | None = None) -> nn.Module:
     """``network`` itself when ``mode`` is None, else ``DihedralTTA(network, mode)``.
 
-    A bundle key ``tta`` (null, ``"dihedral"`` or ``"flips"``) then switches augmentation with
-    ``"$rformer_monai.inference.with_tta(@network, @tta)"``.
+    The bundle's ``tta`` setting (null, ``"dihedral"`` or ``"flips"``) switches augmentation this way:
+    ``"network": "$rformer_monai.inference.with_tta(@trained_network, @tta)"``.
     """
     return network if mode is None else DihedralTTA(network, mode)

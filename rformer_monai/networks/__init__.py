@@ -1,10 +1,9 @@
-"""Networks: the ResidualFormer segmentation model, its parts, complexity counters and test-time orientation averaging."""
+"""Networks: the ResidualFormer segmentation model, its parts, and complexity counters."""
 
 from rformer_monai.networks.blocks import ResidualBlock
 from rformer_monai.networks.complexity import count_macs, count_parameters
 from rformer_monai.networks.decoder import SegFormerDecoder
 from rformer_monai.networks.encoder import ResidualEncoder
-from rformer_monai.networks.orientations import OrientationAveraged, with_test_time_orientations
 from rformer_monai.networks.residualformer import ResidualFormer
 
 __all__ = [
@@ -12,8 +11,6 @@ __all__ = [
     "ResidualEncoder",
     "SegFormerDecoder",
     "ResidualFormer",
-    "OrientationAveraged",
-    "with_test_time_orientations",
     "count_macs",
     "count_parameters",
 ]

@@ -105,17 +105,17 @@ def _evaluate_threshold_network(tmp_path: Path, dataset: Path, eval_dir: Path, *
     return tuple(json.loads((eval_dir / name).read_text()) for name in ("metrics.json", "instance_metrics.json"))
 
 
-@pytest.mark.parametrize("test_time_orientations", [False, "true"])
-def test_evaluation_metrics_match_a_hand_computed_case(tmp_path, test_time_orientations):
+@pytest.mark.parametrize("tta", [None, "dihedral"])
+def test_evaluation_metrics_match_a_hand_computed_case(tmp_path, tta):
     # image: bright where the network will say "particle"; mask: the truth. Both known pixel by pixel.
-    # The network acts pixel by pixel, so averaging over orientations must not change a pixel.
+    # The network acts pixel by pixel, so test-time augmentation must not change a pixel.
     image = np.zeros((64, 64), np.uint8)
     image[:, :32] = 200  # predicted particle: left half (2048 px)
     mask = np.zeros((64, 64), np.uint8)
     mask[:32, :48] = 255  # true particle: 32 x 48 = 1536 px, of which 32 x 32 = 1024 in the left half
     dataset = _one_image_dataset(tmp_path / "data", "case", image, mask)
     metrics, _ = _evaluate_threshold_network(
-        tmp_path, dataset, tmp_path / "eval", test_time_orientations=test_time_orientations
+        tmp_path, dataset, tmp_path / "eval", tta=tta
     )
     tp, fp, fn = 1024, 2048 - 1024, 1536 - 1024
     tn = 64 * 64 - tp - fp - fn
@@ -274,7 +274,7 @@ def test_evaluation_scores_the_particles_that_inference_writes():
     """evaluate.json is merged onto train.json, not inference.json, so it repeats the particle settings."""
     evaluate = json.loads((CONFIGS / "evaluate.json").read_text())
     inference = json.loads((CONFIGS / "inference.json").read_text())
-    keys = ("threshold", "particle_threshold", "particle_valley_gain", "particle_separation", "test_time_orientations")
+    keys = ("threshold", "particle_threshold", "particle_valley_gain", "particle_separation", "tta")
     for key in keys:
         assert evaluate[key] == inference[key]
 

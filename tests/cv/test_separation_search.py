@@ -176,10 +176,10 @@ def test_command_line_named_search_with_overrides_keeps_earlier_searches(tmp_pat
     common = ["--dataset_dir", str(tmp_path), "--cv_dir", str(tmp_path), "--thresholds", "0.5", "--marker_heights_px", "0.5"]
     separation_search.main(common)
     separation_search.main(
-        [*common, "--name", "orientations", "--set", "test_time_orientations=true", "--objectives", "ks_distance", "f1"]
+        [*common, "--name", "tta", "--set", "tta=dihedral", "--objectives", "ks_distance", "f1"]
     )
-    assert calls == [{}, {"test_time_orientations": True}]
-    for name in ("separation_search.csv", "separation_selected.json", "separation_search_orientations.csv",
-                 "separation_selected_orientations.json"):
+    assert calls == [{}, {"tta": "dihedral"}]
+    for name in ("separation_search.csv", "separation_selected.json", "separation_search_tta.csv",
+                 "separation_selected_tta.json"):
         assert (tmp_path / name).is_file(), name
-    assert set(json.loads((tmp_path / "separation_selected_orientations.json").read_text())) == {"ks_distance", "f1"}
+    assert set(json.loads((tmp_path / "separation_selected_tta.json").read_text())) == {"ks_distance", "f1"}

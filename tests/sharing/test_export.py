@@ -76,12 +76,12 @@ def test_onnx_export_has_dynamic_size_and_matches_pytorch(tiny_bundle, shape):
     assert float((onnx_probability - expected).abs().max()) < PROBABILITY_TOLERANCE
 
 
-@pytest.mark.parametrize("test_time_orientations", [False, True])
-def test_onnx_inference_override_matches_the_pytorch_path(tiny_bundle, tmp_path, test_time_orientations):
+@pytest.mark.parametrize("tta", [None, "dihedral"])
+def test_onnx_inference_override_matches_the_pytorch_path(tiny_bundle, tmp_path, tta):
     inputs = tmp_path / "in"
     write_micrograph(inputs, "grains", size=(100, 130))
     export_bundle_onnx(tiny_bundle, override=TINY_NETWORK)
-    options = {"save_probability": True, "test_time_orientations": test_time_orientations}
+    options = {"save_probability": True, "tta": tta}
 
     run_inference(tiny_bundle, inputs, tmp_path / "torch", **options)
     run_inference(tiny_bundle, inputs, tmp_path / "onnx", ("inference_onnx.json",), **options)
