@@ -218,16 +218,19 @@ class SearchResult:
 def _select_on_other_folds(
     settings: list[dict[str, Any]], outcomes: list[list[SeparationOutcome]], folds: list[int], objective: str
 ) -> dict[str, Any]:
-    """For each fold, the setting with the best pooled ``objective`` on the other folds' images; its outcomes
-    on this fold's images, pooled over folds (``pooled``), and the setting per fold (``per_fold``)."""
+    """For each fold, the setting with the best pooled ``objective`` on the other folds' images: the setting
+    per fold (``per_fold``), its scores on that fold's images (``per_fold_scores``: pooled errors can cancel
+    between folds) and its outcomes on each fold's images pooled over the folds (``pooled``)."""
     value = OBJECTIVES[objective]
-    chosen, held_out = {}, []
+    chosen, scores, held_out = {}, {}, []
     for fold in sorted(set(folds)):
         others = [index for index, item_fold in enumerate(folds) if item_fold != fold]
         best = max(range(len(settings)), key=lambda s: value(pooled_scores(outcomes[s][i] for i in others)))
+        fold_outcomes = [outcomes[best][i] for i, item_fold in enumerate(folds) if item_fold == fold]
         chosen[str(fold)] = settings[best]
-        held_out.extend(outcomes[best][i] for i, item_fold in enumerate(folds) if item_fold == fold)
-    return {"per_fold": chosen, "pooled": pooled_scores(held_out)}
+        scores[str(fold)] = pooled_scores(fold_outcomes)
+        held_out.extend(fold_outcomes)
+    return {"per_fold": chosen, "per_fold_scores": scores, "pooled": pooled_scores(held_out)}
 
 
 # the predictions a worker process scores every setting on, sent once per process

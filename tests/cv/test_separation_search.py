@@ -105,6 +105,7 @@ def test_settings_are_chosen_on_the_other_folds(merged_pair):
     selected = result.selected["f1"]
     assert {fold: setting["threshold"] for fold, setting in selected["per_fold"].items()} == {"0": 0.5, "1": 0.7}
     assert selected["pooled"]["tp"] == 0 and selected["pooled"]["f1"] == pytest.approx(0.0)
+    assert {fold: scores["tp"] for fold, scores in selected["per_fold_scores"].items()} == {"0": 0, "1": 0}
 
 
 def test_settings_scored_in_worker_processes_give_the_same_rows(merged_pair):
