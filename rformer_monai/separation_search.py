@@ -9,8 +9,9 @@
 Every fold's ``model.pt`` (from ``python -m rformer_monai.cv run``) predicts its held-out images through
 the bundle's evaluate.json, so each image is seen only by a model that never trained on it. Each
 combination of a particle threshold, a valley gain (:func:`rformer_monai.analysis.deepen_valleys`) and
-:func:`rformer_monai.analysis.separate_particles` parameters then splits the predicted masks, with and without the network's separation output where it has one,
-and is scored against the 4-connected true particles. ``separation_search.csv`` in the CV folder holds
+:func:`rformer_monai.analysis.separate_particles` parameters then splits the predicted masks, with and
+without the network's separation output where it has one, and is scored against the 4-connected true
+particles. ``separation_search.csv`` in the CV folder holds
 one row per combination, best pooled F1 first (``separation_search_<name>.csv`` with ``--name``;
 ``--objectives count_and_median_ecd_error f1`` sorts by the first named instead).
 
@@ -294,7 +295,7 @@ def search(
 
 
 def output_name(stem: str, name: str | None, suffix: str) -> str:
-    """``<stem>.<suffix>``, or ``<stem>_<name>.<suffix>`` for a named search."""
+    """``<stem><suffix>`` (``suffix`` with its dot), or ``<stem>_<name><suffix>`` for a named search."""
     return f"{stem}_{name}{suffix}" if name else f"{stem}{suffix}"
 
 

@@ -211,7 +211,7 @@ def _markers(
 
 def deepen_valleys(probability: np.ndarray, gain: float = DEFAULT_VALLEY_GAIN) -> np.ndarray:
     """The particle probability lowered along its thin valleys: ``p - gain * (closing(p) - p)``, clipped to
-    [0, 1], where ``closing`` is a grey closing over :data:`VALLEY_FOOTPRINT_PX` squared pixels.
+    [0, 1], where ``closing`` is a grey closing over a square :data:`VALLEY_FOOTPRINT_PX` pixels a side.
 
     A network trained on masks whose touching particles are split by one-pixel lines often draws such a
     line as a shallow dip (0.85 between two plateaus of 0.97) that a threshold does not cut; the closing
