@@ -39,12 +39,7 @@ from monai.data import MetaTensor
 from tqdm import tqdm
 
 from rformer_monai.analysis.handlers import SEPARATION_KEY
-from rformer_monai.analysis.particles import (
-    DEFAULT_VALLEY_GAIN,
-    cut_along_separation,
-    deepen_valleys,
-    separate_particles,
-)
+from rformer_monai.analysis.particles import DEFAULT_VALLEY_GAIN, particle_step_maps, separate_particles
 from rformer_monai.engines.settings import parse_override
 from rformer_monai.labelling import label_particles
 from rformer_monai.metrics.instances import (
@@ -179,8 +174,7 @@ def separate_and_match(
     """Split one held-out prediction (particles above ``threshold`` once its thin valleys are deepened by
     ``valley_gain``) with the given :func:`separate_particles` arguments and match its particles to the
     true ones; ``use_separation`` cuts the watershed landscape along the network's separation output."""
-    probability = deepen_valleys(item.probability, valley_gain)
-    cut = cut_along_separation(probability, item.separation) if use_separation else None
+    probability, cut = particle_step_maps(item.probability, item.separation if use_separation else None, valley_gain)
     labels = separate_particles(probability > threshold, probability=cut, **separation)
     return SeparationOutcome(
         matches=match_instances(labels, item.true_labels, pixel_size_nm=item.pixel_size_nm),

@@ -18,12 +18,7 @@ from rformer_monai.analysis.outputs import (
     analyse_mask,
     write_run_summary,
 )
-from rformer_monai.analysis.particles import (
-    DEFAULT_VALLEY_GAIN,
-    cut_along_separation,
-    deepen_valleys,
-    separate_particles,
-)
+from rformer_monai.analysis.particles import DEFAULT_VALLEY_GAIN, particle_step_maps, separate_particles
 from rformer_monai.labelling import label_particles
 from rformer_monai.metrics.instances import (
     DEFAULT_IOU_THRESHOLD,
@@ -48,14 +43,14 @@ SEPARATION_KEY = f"pred{SEPARATION_POSTFIX}"  # where rformer_monai.transforms.S
 def _probabilities(
     sample: dict[str, Any], pred_key: str, separation_key: str, valley_gain: float
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The (H, W) particle probability of a sample, its thin valleys deepened by ``valley_gain``
-    (:func:`deepen_valleys`), and, where the network has a separation output, that probability cut along
-    it (:func:`cut_along_separation`) to guide the watershed; else None."""
-    probability = deepen_valleys(sample[pred_key].detach().cpu().float().numpy()[0], valley_gain)
+    """A sample's (H, W) particle probability and separation output (where the network has one) as the
+    particle step's maps (:func:`particle_step_maps`)."""
     separation = sample.get(separation_key)
-    if separation is None:
-        return probability, None
-    return probability, cut_along_separation(probability, separation.detach().cpu().float().numpy()[0])
+    return particle_step_maps(
+        sample[pred_key].detach().cpu().float().numpy()[0],
+        None if separation is None else separation.detach().cpu().float().numpy()[0],
+        valley_gain,
+    )
 
 
 class ParticleAnalysisHandler:
@@ -152,7 +147,7 @@ class InstanceEvaluationHandler:
         separation_key: key of the separation-band probability of a network that has one; where a sample
             holds it, the watershed cuts along it.
         valley_gain: how strongly thin valleys of the probability are deepened before the threshold
-            (:func:`deepen_valleys`; 0 leaves the probability as it is).
+            (:func:`rformer_monai.analysis.deepen_valleys`; 0 leaves the probability as it is).
     """
 
     def __init__(

@@ -58,6 +58,7 @@ __all__ = [
     "SIZE_STATISTICS",
     "column_unit",
     "deepen_valleys",
+    "particle_step_maps",
     "label_particles",
     "measure_particles",
     "particle_table_rows",
@@ -245,6 +246,17 @@ def cut_along_separation(probability: np.ndarray, separation: np.ndarray | None)
     if separation.shape != probability.shape:
         raise ValueError(f"separation must have the probability's shape {probability.shape}, got {separation.shape}.")
     return probability * (1.0 - separation)
+
+
+def particle_step_maps(
+    probability: np.ndarray, separation: np.ndarray | None = None, valley_gain: float = DEFAULT_VALLEY_GAIN
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """What the particle step works on: the probability with its thin valleys deepened by ``valley_gain``
+    (:func:`deepen_valleys`), which the particle threshold turns into the mask, and, where a network's
+    separation output is given, that probability cut along it (:func:`cut_along_separation`), the
+    ``probability`` that guides :func:`separate_particles`; else None."""
+    probability = deepen_valleys(probability, valley_gain)
+    return probability, None if separation is None else cut_along_separation(probability, separation)
 
 
 def separate_particles(

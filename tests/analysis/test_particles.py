@@ -18,6 +18,7 @@ from rformer_monai.analysis import (
     deepen_valleys,
     label_particles,
     measure_particles,
+    particle_step_maps,
     particle_table_rows,
     separate_particles,
     size_statistics,
@@ -398,3 +399,14 @@ def test_deepen_valleys_stays_a_probability_and_rejects_a_bad_gain():
     for gain in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="valley gain must be a number >= 0"):
             deepen_valleys(_plateau_with_line(1), gain)
+
+
+def test_particle_step_maps_cut_the_deepened_probability_along_the_separation():
+    probability = _plateau_with_line(1)
+    separation = np.zeros_like(probability)
+    separation[:, 20] = 0.5
+    deepened, cut = particle_step_maps(probability, None, valley_gain=4.0)
+    np.testing.assert_array_equal(deepened, deepen_valleys(probability, 4.0))
+    assert cut is None  # no separation output: the watershed runs on the mask's distance map alone
+    deepened, cut = particle_step_maps(probability, separation, valley_gain=4.0)
+    np.testing.assert_allclose(cut, deepen_valleys(probability, 4.0) * (1.0 - separation))
