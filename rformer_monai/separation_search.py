@@ -211,21 +211,29 @@ class SearchResult:
 
 
 def _select_on_other_folds(
-    settings: list[dict[str, Any]], outcomes: list[list[SeparationOutcome]], folds: list[int], objective: str
-) -> dict[str, Any]:
-    """For each fold, the setting with the best pooled ``objective`` on the other folds' images: the setting
-    per fold (``per_fold``), its scores on that fold's images (``per_fold_scores``: pooled errors can cancel
-    between folds) and its outcomes on each fold's images pooled over the folds (``pooled``)."""
-    value = OBJECTIVES[objective]
-    chosen, scores, held_out = {}, {}, []
-    for fold in sorted(set(folds)):
-        others = [index for index, item_fold in enumerate(folds) if item_fold != fold]
-        best = max(range(len(settings)), key=lambda s: value(pooled_scores(outcomes[s][i] for i in others)))
-        fold_outcomes = [outcomes[best][i] for i, item_fold in enumerate(folds) if item_fold == fold]
-        chosen[str(fold)] = settings[best]
-        scores[str(fold)] = pooled_scores(fold_outcomes)
-        held_out.extend(fold_outcomes)
-    return {"per_fold": chosen, "per_fold_scores": scores, "pooled": pooled_scores(held_out)}
+    settings: list[dict[str, Any]], outcomes: list[list[SeparationOutcome]], folds: list[int], objectives: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """For each objective and each fold, the setting with the best pooled objective on the other folds' images:
+    the setting per fold (``per_fold``), its scores on that fold's images (``per_fold_scores``: pooled errors
+    can cancel between folds) and its outcomes on each fold's images pooled over the folds (``pooled``). The
+    other folds' scores of every setting are pooled once and serve every objective."""
+    members = {fold: [i for i, item_fold in enumerate(folds) if item_fold == fold] for fold in sorted(set(folds))}
+    on_other_folds = {}
+    for fold in members:
+        others = [i for i, item_fold in enumerate(folds) if item_fold != fold]
+        on_other_folds[fold] = [pooled_scores(outcomes[s][i] for i in others) for s in range(len(settings))]
+    selections = {}
+    for objective in objectives:
+        value = OBJECTIVES[objective]
+        chosen, scores, held_out = {}, {}, []
+        for fold, indices in members.items():
+            best = max(range(len(settings)), key=lambda s: value(on_other_folds[fold][s]))
+            fold_outcomes = [outcomes[best][i] for i in indices]
+            chosen[str(fold)] = settings[best]
+            scores[str(fold)] = pooled_scores(fold_outcomes)
+            held_out.extend(fold_outcomes)
+        selections[objective] = {"per_fold": chosen, "per_fold_scores": scores, "pooled": pooled_scores(held_out)}
+    return selections
 
 
 # the predictions a worker process scores every setting on, sent once per process
@@ -285,7 +293,7 @@ def search(
     folds = [item.fold for item in predictions]
     if len(set(folds)) < 2:  # one fold only: nothing to choose on
         return SearchResult(rows, {})
-    return SearchResult(rows, {name: _select_on_other_folds(settings, outcomes, folds, name) for name in objectives})
+    return SearchResult(rows, _select_on_other_folds(settings, outcomes, folds, objectives))
 
 
 def output_name(stem: str, name: str | None, suffix: str) -> str:
