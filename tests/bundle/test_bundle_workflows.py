@@ -114,9 +114,7 @@ def test_evaluation_metrics_match_a_hand_computed_case(tmp_path, tta):
     mask = np.zeros((64, 64), np.uint8)
     mask[:32, :48] = 255  # true particle: 32 x 48 = 1536 px, of which 32 x 32 = 1024 in the left half
     dataset = _one_image_dataset(tmp_path / "data", "case", image, mask)
-    metrics, _ = _evaluate_threshold_network(
-        tmp_path, dataset, tmp_path / "eval", tta=tta
-    )
+    metrics, _ = _evaluate_threshold_network(tmp_path, dataset, tmp_path / "eval", tta=tta)
     tp, fp, fn = 1024, 2048 - 1024, 1536 - 1024
     tn = 64 * 64 - tp - fp - fn
     case = metrics["per_image"][0]
@@ -274,8 +272,7 @@ def test_evaluation_scores_the_particles_that_inference_writes():
     """evaluate.json is merged onto train.json, not inference.json, so it repeats the particle settings."""
     evaluate = json.loads((CONFIGS / "evaluate.json").read_text())
     inference = json.loads((CONFIGS / "inference.json").read_text())
-    keys = ("threshold", "particle_threshold", "particle_valley_gain", "particle_separation", "tta")
-    for key in keys:
+    for key in ("threshold", "particle_threshold", "particle_valley_gain", "particle_separation", "tta"):
         assert evaluate[key] == inference[key]
 
 

@@ -109,7 +109,7 @@ def test_settings_are_chosen_on_the_other_folds(merged_pair):
 
 
 def test_settings_scored_in_worker_processes_give_the_same_rows(merged_pair):
-    predictions = [held_out(merged_pair), held_out(merged_pair, with_separation=True)]
+    predictions = [held_out(merged_pair), held_out(merged_pair)]
     predictions[1].fold = 1
     in_one = search(predictions, SMALL_GRID)
     in_two = search(predictions, SMALL_GRID, workers=2)
@@ -176,9 +176,7 @@ def test_command_line_named_search_with_overrides_keeps_earlier_searches(tmp_pat
     monkeypatch.setattr(separation_search, "collect_held_out_predictions", collect)
     common = ["--dataset_dir", str(tmp_path), "--cv_dir", str(tmp_path), "--thresholds", "0.5", "--marker_heights_px", "0.5"]
     separation_search.main(common)
-    separation_search.main(
-        [*common, "--name", "tta", "--set", "tta=dihedral", "--objectives", "ks_distance", "f1"]
-    )
+    separation_search.main([*common, "--name", "tta", "--set", "tta=dihedral", "--objectives", "ks_distance", "f1"])
     assert calls == [{}, {"tta": "dihedral"}]
     for name in ("separation_search.csv", "separation_selected.json", "separation_search_tta.csv",
                  "separation_selected_tta.json"):
