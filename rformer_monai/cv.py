@@ -45,6 +45,7 @@ MICROGRAPH_SHAPE = (768, 1024)  # the timing image: one SEM frame
 TILE_SHAPE = (256, 256)  # the complexity tile
 TIMING_REPEATS = 3
 OVERLAYS_PER_FOLD = 2
+SPLIT_RECORD_NAME = "split.json"  # the fold's split, written when it trains, checked when it is scored
 
 
 def _fold_dir(output_dir: Path, fold: int) -> Path:
@@ -76,6 +77,31 @@ def _fold_overrides(fold: int, dataset_dir: str, fold_dir: Path, overrides: dict
     }
 
 
+def _held_out_split(workflow) -> dict[str, Any]:
+    """The split a fold workflow was set up with: its seed, fold count and held-out image file names."""
+    held_out = workflow.parser.get_parsed_content("datalists")["validation"]
+    return {
+        "split_seed": workflow.parser.get_parsed_content("split_seed"),
+        "num_folds": workflow.parser.get_parsed_content("num_folds"),
+        "held_out_images": sorted(Path(item["image"]).name for item in held_out),
+    }
+
+
+def _check_split(fold_dir: Path, workflow) -> None:
+    """Raise when the fold's model was trained on a split other than the one ``workflow`` holds out: its
+    held-out images would include images it trained on. Folds trained before the record existed pass."""
+    record_path = fold_dir / SPLIT_RECORD_NAME
+    if not record_path.is_file():
+        return
+    recorded, current = json.loads(record_path.read_text()), _held_out_split(workflow)
+    if recorded["held_out_images"] != current["held_out_images"]:
+        raise ValueError(
+            f"{fold_dir}: the model was trained with split_seed {recorded['split_seed']} and "
+            f"{recorded['num_folds']} folds, but this evaluation holds out other images (split_seed "
+            f"{current['split_seed']}, {current['num_folds']} folds): pass --set split_seed={recorded['split_seed']}."
+        )
+
+
 def train_fold(
     fold: int,
     dataset_dir: str,
@@ -89,7 +115,7 @@ def train_fold(
     chosen on the held-out images.
 
     Returns:
-        The fold's folder, holding ``model.pt`` and ``history.csv``.
+        The fold's folder, holding ``model.pt``, ``history.csv`` and ``split.json`` (the held-out images).
     """
     fold_dir = _fold_dir(output_dir, fold)
     train = _workflow(
@@ -101,6 +127,8 @@ def train_fold(
             "train#epoch_summary_handler#history_path": str(fold_dir / "history.csv"),
         },
     )
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    (fold_dir / SPLIT_RECORD_NAME).write_text(json.dumps(_held_out_split(train), indent=2))
     train.run()
     train.finalize()
     return fold_dir
@@ -148,9 +176,13 @@ def fold_evaluation(
     overrides: dict[str, Any] | None = None,
 ):
     """The bundle's evaluate.json workflow (initialised, not run) on the fold's held-out images with the
-    fold's ``model.pt``; ``overrides`` (for example ``validate#handlers``) are applied last."""
+    fold's ``model.pt``; ``overrides`` (for example ``validate#handlers``) are applied last.
+
+    Raises:
+        ValueError: when these held-out images are not those the fold's ``split.json`` recorded in training.
+    """
     fold_dir = _fold_dir(output_dir, fold)
-    return _workflow(
+    workflow = _workflow(
         [BUNDLE_CONFIGS / "train.json", BUNDLE_CONFIGS / "evaluate.json", *extra_configs],
         "eval",
         {
@@ -161,6 +193,8 @@ def fold_evaluation(
             **(overrides or {}),
         },
     )
+    _check_split(fold_dir, workflow)
+    return workflow
 
 
 def inference_config(extra_configs: Sequence[str | Path] = (), overrides: dict[str, Any] | None = None):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from rformer_monai.baselines import (
     evaluate_baseline_fold,
     otsu_mask,
 )
+from rformer_monai.data import load_fold
 
 
 def test_fixed_threshold_is_the_best_level_on_training_images():
@@ -76,3 +78,22 @@ def test_network_fold_trains_and_evaluates_through_the_bundle(tiny_dataset, tiny
     table = cv.compare([output], tmp_path / "comparison.md")
     assert "tiny" in table and f"{summary['mean']['dice']:.4f}" in table
     assert f"{summary['instances']['pooled']['f1']:.4f}" in table
+
+
+def _held_out_names(dataset_dir: Path, split_seed: int) -> list[str]:
+    validation = load_fold(str(dataset_dir), str(dataset_dir / "unused"), 0, 2, split_seed)["validation"]
+    return sorted(Path(item["image"]).name for item in validation)
+
+
+@pytest.mark.slow
+def test_fold_scored_on_another_split_than_it_trained_on_is_refused(tiny_dataset, tiny_overrides, tmp_path):
+    output = tmp_path / "cv"
+    fold_dir = cv.train_fold(0, str(tiny_dataset), output, overrides={**tiny_overrides, "max_epochs": 1})
+    record = json.loads((fold_dir / cv.SPLIT_RECORD_NAME).read_text())
+    assert record == {"split_seed": 0, "num_folds": 2, "held_out_images": _held_out_names(tiny_dataset, 0)}
+    assert _held_out_names(tiny_dataset, 1) != record["held_out_images"]  # seed 1 holds out other images
+    with pytest.raises(ValueError, match="trained with split_seed 0.*pass --set split_seed=0"):
+        cv.fold_evaluation(0, str(tiny_dataset), output, overrides={**tiny_overrides, "split_seed": 1})
+    other_weights = cv.fold_evaluation(0, str(tiny_dataset), output, overrides={**tiny_overrides, "seed": 1, "split_seed": 0})
+    scored = other_weights.parser.get_parsed_content("validate#dataset#data")
+    assert sorted(Path(item["image"]).name for item in scored) == record["held_out_images"]
