@@ -276,6 +276,18 @@ def test_evaluation_scores_the_particles_that_inference_writes():
         assert evaluate[key] == inference[key]
 
 
+@pytest.mark.parametrize("configs", [["inference.json"], ["train.json", "evaluate.json"]])
+def test_baseline_config_brings_its_own_particle_setting(configs):
+    """configs/segresnet.json sets the marker height chosen for SegResNet and leaves the other settings."""
+    bundle_only, with_segresnet = ConfigParser(), ConfigParser()
+    bundle_only.read_config([str(CONFIGS / name) for name in configs])
+    with_segresnet.read_config([*(str(CONFIGS / name) for name in configs), str(PROJECT_CONFIGS / "segresnet.json")])
+    separation = with_segresnet["particle_separation"]
+    assert separation["marker_height_px"] == 1.0 != bundle_only["particle_separation"]["marker_height_px"]
+    assert {**separation, "marker_height_px": None} == {**bundle_only["particle_separation"], "marker_height_px": None}
+    assert with_segresnet["network_def"]["_target_"] == "monai.networks.nets.SegResNet"
+
+
 def test_valley_gain_splits_a_line_drawn_above_the_particle_threshold(tmp_path):
     """Two particles (probability 1) joined by a one-pixel column of probability about 0.9: one particle at
     the particle threshold 0.8, two once the column's dip (0.1 deep) is deepened by a gain of 6."""
