@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from rformer_monai.analysis.handlers import INSTANCE_METRICS_NAME
+from rformer_monai.engines.checkpoints import BEST_MODEL_FILENAME
 from rformer_monai.engines.settings import parse_override
 from rformer_monai.metrics.segmentation import (
     SCORE_NAMES,
@@ -187,7 +188,7 @@ def fold_evaluation(
         "eval",
         {
             **_fold_overrides(fold, dataset_dir, fold_dir, None),
-            "ckpt_path": str(fold_dir / "model.pt"),
+            "ckpt_path": str(fold_dir / BEST_MODEL_FILENAME),
             "eval_dir": str(fold_dir),
             "validate#dataset#data": "$@datalists['validation']",
             **(overrides or {}),

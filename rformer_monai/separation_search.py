@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from rformer_monai.analysis.handlers import SEPARATION_KEY
 from rformer_monai.analysis.particles import DEFAULT_VALLEY_GAIN, particle_step_maps, separate_particles
+from rformer_monai.engines.checkpoints import BEST_MODEL_FILENAME
 from rformer_monai.engines.settings import parse_override
 from rformer_monai.labelling import label_particles
 from rformer_monai.metrics.instances import (
@@ -140,7 +141,7 @@ def collect_held_out_predictions(
     """Predict every fold's held-out images with that fold's ``model.pt`` (the folds found in ``cv_dir``)."""
     from rformer_monai.cv import fold_evaluation
 
-    folds = sorted(int(path.parent.name.split("_")[1]) for path in cv_dir.glob("fold_*/model.pt"))
+    folds = sorted(int(path.parent.name.split("_")[1]) for path in cv_dir.glob(f"fold_*/{BEST_MODEL_FILENAME}"))
     if not folds:
         raise FileNotFoundError(f"{cv_dir}: no fold_*/model.pt (run 'python -m rformer_monai.cv run' first).")
     predictions = []

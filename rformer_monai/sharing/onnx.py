@@ -22,6 +22,7 @@ from monai.bundle import ConfigParser
 from torch import nn
 
 from rformer_monai.engines import load_weights
+from rformer_monai.engines.checkpoints import BEST_MODEL_FILENAME
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def export_bundle_onnx(
     if ckpt_path is None and "ckpt_path" in parser:
         ckpt_path = parser.get_parsed_content("ckpt_path")
     elif ckpt_path is None:
-        ckpt_path = bundle_root / "models" / "model.pt"
+        ckpt_path = bundle_root / "models" / BEST_MODEL_FILENAME
     load_weights(network, ckpt_path)
     properties = {NETWORK_PROPERTY: json.dumps(parser.get("network_def"))}
     if metadata_path.is_file():

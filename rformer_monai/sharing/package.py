@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from rformer_monai.engines.checkpoints import BEST_MODEL_FILENAME
 from rformer_monai.sharing.metadata import check_metadata
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o644
 CHUNK_BYTES = 1 << 20
 SHA256_SUFFIX = ".sha256"
-WEIGHTS_PATH = PurePosixPath("models", "model.pt")
+WEIGHTS_PATH = PurePosixPath("models", BEST_MODEL_FILENAME)
 METADATA_PATH = PurePosixPath("configs", "metadata.json")
 
 
