@@ -5,6 +5,7 @@
         # --set tta=dihedral: predict as the bundle would with that setting
         # --name tta: write separation_search_tta.csv, keeping earlier searches
         # --workers 2: score the settings in two processes
+        # --folds 0 1: only these folds (to compare with a run that trained only those)
 
 Every fold's ``model.pt`` (from ``python -m rformer_monai.cv run``) predicts its held-out images through
 the bundle's evaluate.json, so each image is seen only by a model that never trained on it. Each
@@ -136,14 +137,23 @@ class PredictionCollector:
 
 
 def collect_held_out_predictions(
-    dataset_dir: str, cv_dir: Path, extra_configs: Sequence[str] = (), overrides: dict[str, Any] | None = None
+    dataset_dir: str,
+    cv_dir: Path,
+    extra_configs: Sequence[str] = (),
+    overrides: dict[str, Any] | None = None,
+    folds: Sequence[int] | None = None,
 ) -> list[HeldOutPrediction]:
-    """Predict every fold's held-out images with that fold's ``model.pt`` (the folds found in ``cv_dir``)."""
+    """Predict every fold's held-out images with that fold's ``model.pt``: the folds found in ``cv_dir``, or
+    only ``folds`` (to compare runs that trained some folds on the same images)."""
     from rformer_monai.cv import fold_evaluation
 
-    folds = sorted(int(path.parent.name.split("_")[1]) for path in cv_dir.glob(f"fold_*/{BEST_MODEL_FILENAME}"))
-    if not folds:
+    trained = sorted(int(path.parent.name.split("_")[1]) for path in cv_dir.glob(f"fold_*/{BEST_MODEL_FILENAME}"))
+    if not trained:
         raise FileNotFoundError(f"{cv_dir}: no fold_*/model.pt (run 'python -m rformer_monai.cv run' first).")
+    untrained = sorted(set(folds or ()) - set(trained))
+    if untrained:
+        raise FileNotFoundError(f"{cv_dir}: no model.pt for fold(s) {untrained}; trained folds: {trained}.")
+    folds = sorted(set(folds)) if folds else trained
     predictions = []
     for fold in folds:
         workflow = fold_evaluation(fold, dataset_dir, cv_dir, extra_configs, {**(overrides or {}), "validate#handlers": []})
@@ -323,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--name", default=None, help="name of this search: its files end in _<name>")
     parser.add_argument("--workers", type=int, default=1, help="processes scoring the settings")
+    parser.add_argument("--folds", type=int, nargs="+", help="only these folds (default: every trained fold)")
     parser.add_argument(
         "--objectives", nargs="+", choices=sorted(OBJECTIVES), default=[DEFAULT_OBJECTIVE],
         help="what settings are chosen on the other folds for, each in turn (errors: their size); the rows are "
@@ -335,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--workers must be at least 1, got {args.workers}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     grid = {key: tuple(getattr(args, key)) for key in GRID}
-    predictions = collect_held_out_predictions(args.dataset_dir, args.cv_dir, args.config, dict(args.set))
+    predictions = collect_held_out_predictions(args.dataset_dir, args.cv_dir, args.config, dict(args.set), args.folds)
     result = search(predictions, grid, args.workers, args.objectives)
     path = write_search(result.rows, args.cv_dir / output_name(SEARCH_STEM, args.name, ".csv"))
     logger.info("best %s of %d combinations (written to %s): %s", args.objectives[0], len(result.rows), path, result.rows[0])

@@ -138,6 +138,8 @@ def test_held_out_predictions_of_a_separation_network(tiny_dataset, tiny_overrid
         assert 0.0 <= item.probability.min() and item.probability.max() <= 1.0
     assert len(search(predictions, SMALL_GRID).rows) == 4
     assert {item.fold for item in predictions} == {0}
+    with pytest.raises(FileNotFoundError, match=r"no model.pt for fold\(s\) \[1\]; trained folds: \[0\]"):
+        collect_held_out_predictions(str(tiny_dataset), output, [SEPARATION_CONFIG], tiny_overrides, folds=[0, 1])
 
 
 def test_command_line_searches_the_thresholds_and_marker_heights_given(tmp_path, monkeypatch, merged_pair):
@@ -167,8 +169,8 @@ def test_command_line_searches_every_separation_parameter_given(tmp_path, monkey
 def test_command_line_named_search_with_overrides_keeps_earlier_searches(tmp_path, monkeypatch, merged_pair):
     calls = []
 
-    def collect(dataset_dir, cv_dir, configs, overrides):
-        calls.append(overrides)
+    def collect(dataset_dir, cv_dir, configs, overrides, folds):
+        calls.append((overrides, folds))
         first, second = held_out(merged_pair), held_out(merged_pair)
         second.fold = 1
         return [first, second]
@@ -176,8 +178,10 @@ def test_command_line_named_search_with_overrides_keeps_earlier_searches(tmp_pat
     monkeypatch.setattr(separation_search, "collect_held_out_predictions", collect)
     common = ["--dataset_dir", str(tmp_path), "--cv_dir", str(tmp_path), "--thresholds", "0.5", "--marker_heights_px", "0.5"]
     separation_search.main(common)
-    separation_search.main([*common, "--name", "tta", "--set", "tta=dihedral", "--objectives", "ks_distance", "f1"])
-    assert calls == [{}, {"tta": "dihedral"}]
+    separation_search.main(
+        [*common, "--name", "tta", "--set", "tta=dihedral", "--objectives", "ks_distance", "f1", "--folds", "0", "1"]
+    )
+    assert calls == [({}, None), ({"tta": "dihedral"}, [0, 1])]
     for name in ("separation_search.csv", "separation_selected.json", "separation_search_tta.csv",
                  "separation_selected_tta.json"):
         assert (tmp_path / name).is_file(), name
