@@ -360,6 +360,11 @@ def _report_markdown(summary: dict[str, Any]) -> str:
         "Pooled scores: " + ", ".join(f"{k} {_format(summary['pooled'][k])}" for k in SCORE_NAMES),
         "",
     ]
+    recipe = summary["method"].get("recipe")
+    if recipe:
+        configs = ", ".join(recipe["configs"]) or "none"
+        overrides = ", ".join(f"{key}={json.dumps(value)}" for key, value in recipe["overrides"].items())
+        lines += [f"Recipe: the bundle's train.json and evaluate.json; merged: {configs}; overrides: {overrides}.", ""]
     instances = summary.get("instances")
     if instances:
         lines += [
@@ -458,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_fold(fold, args.dataset_dir, args.output_dir, args.config, overrides)
         evaluate_fold(fold, args.dataset_dir, args.output_dir, args.config, overrides)
     method = network_cost(args.config, {k: v for k, v in overrides.items() if k.startswith("network_def")})
-    summarize(args.output_dir, name, method)
+    summarize(args.output_dir, name, {**method, "recipe": {"configs": list(args.config), "overrides": overrides}})
     return 0
 
 

@@ -80,6 +80,19 @@ def test_network_fold_trains_and_evaluates_through_the_bundle(tiny_dataset, tiny
     assert f"{summary['instances']['pooled']['f1']:.4f}" in table
 
 
+@pytest.mark.slow
+def test_command_line_records_the_recipe_in_the_report(tiny_dataset, tiny_overrides, tmp_path):
+    output = tmp_path / "cv"
+    tiny = {**tiny_overrides, "max_epochs": 1}
+    num_folds = tiny.pop("num_folds")
+    arguments = ["run", "--dataset_dir", str(tiny_dataset), "--output_dir", str(output), "--num_folds", str(num_folds)]
+    assert cv.main([*arguments, *(f"--set={key}={json.dumps(value)}" for key, value in tiny.items())]) == 0
+    recipe = json.loads((output / "cv_summary.json").read_text())["method"]["recipe"]
+    assert recipe == {"configs": [], "overrides": {"num_folds": 2, "seed": 0, "split_seed": 0, **tiny}}
+    report = (output / "cv_report.md").read_text()
+    assert "overrides: num_folds=2, seed=0, split_seed=0, network_def#channels=[4, 8, 16, 32]" in report
+
+
 def _held_out_names(dataset_dir: Path, split_seed: int) -> list[str]:
     validation = load_fold(str(dataset_dir), str(dataset_dir / "unused"), 0, 2, split_seed)["validation"]
     return sorted(Path(item["image"]).name for item in validation)
@@ -94,6 +107,7 @@ def test_fold_scored_on_another_split_than_it_trained_on_is_refused(tiny_dataset
     assert _held_out_names(tiny_dataset, 1) != record["held_out_images"]  # seed 1 holds out other images
     with pytest.raises(ValueError, match="trained with split_seed 0.*pass --set split_seed=0"):
         cv.fold_evaluation(0, str(tiny_dataset), output, overrides={**tiny_overrides, "split_seed": 1})
-    other_weights = cv.fold_evaluation(0, str(tiny_dataset), output, overrides={**tiny_overrides, "seed": 1, "split_seed": 0})
+    reseeded = {**tiny_overrides, "seed": 1, "split_seed": 0}  # other weights, the recorded split
+    other_weights = cv.fold_evaluation(0, str(tiny_dataset), output, overrides=reseeded)
     scored = other_weights.parser.get_parsed_content("validate#dataset#data")
     assert sorted(Path(item["image"]).name for item in scored) == record["held_out_images"]
