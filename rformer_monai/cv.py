@@ -29,6 +29,7 @@ import torch
 from rformer_monai.analysis.handlers import INSTANCE_METRICS_NAME
 from rformer_monai.engines.checkpoints import BEST_MODEL_FILENAME
 from rformer_monai.engines.settings import parse_override
+from rformer_monai.engines.writers import write_atomic
 from rformer_monai.metrics.segmentation import (
     SCORE_NAMES,
     ConfusionCounts,
@@ -128,8 +129,8 @@ def train_fold(
             "train#epoch_summary_handler#history_path": str(fold_dir / "history.csv"),
         },
     )
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    (fold_dir / SPLIT_RECORD_NAME).write_text(json.dumps(_held_out_split(train), indent=2))
+    record = json.dumps(_held_out_split(train), indent=2)
+    write_atomic(fold_dir / SPLIT_RECORD_NAME, lambda path: path.write_text(record))
     train.run()
     train.finalize()
     return fold_dir
