@@ -24,7 +24,9 @@ OVERLAP = 0.25
 def tiny_residualformer(seed: int = 0) -> nn.Module:
     """A ResidualFormer small enough for CPU tests, with seeded random weights, in eval mode."""
     torch.manual_seed(seed)
-    network = ResidualFormer(channels=TINY_CHANNELS, decoder_channels=TINY_DECODER, fusion_stride=TINY_FUSION_STRIDE)
+    network = ResidualFormer(
+        out_channels=2, channels=TINY_CHANNELS, decoder_channels=TINY_DECODER, fusion_stride=TINY_FUSION_STRIDE
+    )
     return network.eval()
 
 

@@ -31,7 +31,7 @@ def tiny_network() -> torch.nn.Module:
     return ResidualFormer(
         spatial_dims=2,
         in_channels=1,
-        out_channels=1,
+        out_channels=2,  # the bundle's: particle and distance-map logits
         channels=TINY_NETWORK["network_def#channels"],
         decoder_channels=TINY_NETWORK["network_def#decoder_channels"],
         fusion_stride=TINY_NETWORK["network_def#fusion_stride"],
