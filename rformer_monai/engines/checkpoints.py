@@ -86,8 +86,8 @@ def _weights_do_not_fit(network: nn.Module, state_dict: Mapping, checkpoint_path
     detail = _mismatch(network, state_dict) or "tensor shapes differ"
     return CheckpointError(
         f"{checkpoint_path}: weights do not fit {type(network).__name__} ({detail}). The checkpoint was "
-        "trained with another architecture or other network arguments (channels, decoder_channels, "
-        "fusion_stride): use the network_def it was trained with."
+        "trained with another architecture or other network arguments (out_channels, channels, "
+        "decoder_channels, fusion_stride): use the network_def it was trained with."
     )
 
 

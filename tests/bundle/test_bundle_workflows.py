@@ -330,3 +330,25 @@ def test_split_seed_keeps_the_folds_when_the_weights_are_reseeded(tmp_path):
     folds_of_seed_0 = validation_images(seed=0)
     assert validation_images(seed=1, split_seed=0) == folds_of_seed_0
     assert validation_images(seed=1) != folds_of_seed_0  # by default the split follows the seed
+
+
+def test_one_output_weights_load_with_line_weighted_mask_config(tmp_path):
+    """Weights of the bundle's one-output network (0.4.0 to 0.5.2) do not fit the two-output network_def,
+    with an error naming out_channels; configs/line_weighted_mask.json merged onto inference.json loads them."""
+    from rformer_monai.engines import CheckpointError, load_weights
+    from rformer_monai.networks import ResidualFormer
+
+    tiny = {key.split("#")[1]: value for key, value in TINY_NETWORK.items()}
+    weights = tmp_path / "model.pt"
+    torch.save(ResidualFormer(out_channels=1, **tiny).state_dict(), weights)
+
+    def network_def(*override_files: Path) -> torch.nn.Module:
+        parser = ConfigParser()
+        parser.read_config([str(CONFIGS / "inference.json"), *map(str, override_files)])
+        parser.update(TINY_NETWORK)
+        return parser.get_parsed_content("network_def")
+
+    with pytest.raises(CheckpointError, match="out_channels"):
+        load_weights(network_def(), weights)
+    network = load_weights(network_def(PROJECT_CONFIGS / "line_weighted_mask.json"), weights)
+    assert network(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 64, 64)
