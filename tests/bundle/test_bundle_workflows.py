@@ -131,7 +131,7 @@ def test_evaluation_metrics_match_a_hand_computed_case(tmp_path, tta):
 
 def test_particle_threshold_splits_what_the_mask_bridges(tmp_path):
     """Two particles joined by a one-pixel column of probability about 0.64: one particle at the mask's
-    threshold 0.5, two at the evaluation's default particle threshold (0.8); the pixel scores stay those of
+    threshold 0.5, two at the evaluation's default particle threshold (0.7); the pixel scores stay those of
     the 0.5 mask."""
     image = np.zeros((64, 64), np.uint8)
     image[20:30, 20:41] = 255
@@ -281,19 +281,21 @@ def test_evaluation_scores_the_particles_that_inference_writes():
 
 @pytest.mark.parametrize("configs", [["inference.json"], ["train.json", "evaluate.json"]])
 def test_baseline_config_brings_its_own_particle_setting(configs):
-    """configs/segresnet.json sets the marker height chosen for SegResNet and leaves the other settings."""
+    """configs/segresnet.json sets the particle threshold and marker height chosen for SegResNet and leaves the
+    other settings."""
     bundle_only, with_segresnet = ConfigParser(), ConfigParser()
     bundle_only.read_config([str(CONFIGS / name) for name in configs])
     with_segresnet.read_config([*(str(CONFIGS / name) for name in configs), str(PROJECT_CONFIGS / "segresnet.json")])
     separation = with_segresnet["particle_separation"]
     assert separation["marker_height_px"] == 1.0 != bundle_only["particle_separation"]["marker_height_px"]
     assert {**separation, "marker_height_px": None} == {**bundle_only["particle_separation"], "marker_height_px": None}
+    assert with_segresnet["particle_threshold"] == 0.8 != bundle_only["particle_threshold"]
     assert with_segresnet["network_def"]["_target_"] == "monai.networks.nets.SegResNet"
 
 
 def test_valley_gain_splits_a_line_drawn_above_the_particle_threshold(tmp_path):
     """Two particles (probability 1) joined by a one-pixel column of probability about 0.9: one particle at
-    the particle threshold 0.8, two once the column's dip (0.1 deep) is deepened by a gain of 6."""
+    the bundle's particle threshold (0.7), two once the column's dip (0.1 deep) is deepened by a gain of 6."""
     image = np.zeros((64, 64), np.uint8)
     image[20:30, 20:41] = 255
     image[20:30, 30] = 133  # sigmoid(100 * (133 / 255 - 0.5)) = 0.90
