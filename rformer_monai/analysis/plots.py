@@ -41,8 +41,10 @@ HISTOGRAM_FIGURE_SIZE_INCHES = (6.0, 4.0)
 HISTOGRAM_BINS = "auto"
 """numpy's bin rule (max of Sturges and Freedman-Diaconis): adapts to one image and to a pooled run."""
 
-OUTLINE_COLORMAP = "tab20"
-"""Qualitative colour map cycled over the labels, so that touching particles differ in colour."""
+GREY_IN_TAB10 = 7
+OUTLINE_COLOURS = np.array([colour for index, colour in enumerate(colormaps["tab10"].colors) if index != GREY_IN_TAB10])
+"""RGB colours cycled over the labels, so that touching particles differ in colour: matplotlib's tab10 without its
+grey (tab20's pale half and grey vanished on bright particles)."""
 SCALE_BAR_FRACTION = 0.2
 """The scale bar is the round length nearest (in ratio) to this fraction of the image width."""
 ROUND_MANTISSAS = (1.0, 2.0, 5.0)
@@ -148,9 +150,9 @@ def overlay_figure(image: np.ndarray | None, labels: np.ndarray, pixel_size_nm: 
     axes.imshow(image, cmap="gray", interpolation="nearest")
 
     outline = find_boundaries(labels, mode="inner") & (labels > 0)
-    colours = colormaps[OUTLINE_COLORMAP]
     overlay = np.zeros((height, width, 4), dtype=np.float32)
-    overlay[outline] = colours((labels[outline] - 1) % colours.N)
+    overlay[outline, :3] = OUTLINE_COLOURS[(labels[outline] - 1) % len(OUTLINE_COLOURS)]
+    overlay[outline, 3] = 1.0
     axes.imshow(overlay, interpolation="nearest")
 
     unit = "px" if pixel_size_nm is None else "nm"

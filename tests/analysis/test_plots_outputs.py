@@ -195,3 +195,21 @@ def test_write_run_summary_rejects_bad_rows(tmp_path: Path) -> None:
         write_run_summary([{**row, "unit": "nm"}, {**row, "unit": "px"}], np.array([]), tmp_path)
     with pytest.raises(ValueError, match="lacks"):
         write_run_summary([{"stem": "a"}], np.array([]), tmp_path)
+
+
+def test_overlay_outlines_are_saturated_colours_that_differ_between_neighbours():
+    """Every outline is drawn opaque in a saturated colour (none pale or grey, which vanish on bright particles),
+    and particles with consecutive labels, as touching ones often are, get different colours."""
+    from rformer_monai.analysis.plots import overlay_figure
+
+    labels = np.zeros((40, 200), np.int32)
+    for index in range(20):
+        labels[10:30, 10 * index + 1 : 10 * index + 9] = index + 1
+    overlay = np.asarray(overlay_figure(None, labels, pixel_size_nm=None).axes[0].images[1].get_array())
+    drawn = overlay[..., 3] > 0
+    colours = overlay[drawn][:, :3]
+    assert drawn.any() and np.all(overlay[drawn][:, 3] == 1.0)
+    assert np.all(colours.min(axis=1) < 0.5)  # not pale
+    assert np.all(colours.max(axis=1) - colours.min(axis=1) >= 0.2)  # not grey
+    first, second = overlay[10, 1, :3], overlay[10, 11, :3]  # left edges of particles 1 and 2
+    assert not np.allclose(first, second)
