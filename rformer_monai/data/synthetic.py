@@ -23,6 +23,8 @@ import numpy as np
 import tifffile
 from scipy import ndimage as ndi
 
+from rformer_monai.labelling import separated_foreground
+
 __all__ = [
     "SYNTHETIC_PIXEL_SIZE_NM",
     "DEFAULT_MEAN_DIAMETER_PX",
@@ -128,7 +130,7 @@ def labels_to_mask(labels: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"labels must be a 2-D label image, got shape {labels.shape}")
-    return np.where(_separated_foreground(labels), MASK_FOREGROUND, 0).astype(np.uint8)
+    return np.where(separated_foreground(labels), MASK_FOREGROUND, 0).astype(np.uint8)
 
 
 def render_micrograph(
@@ -346,21 +348,11 @@ def _validate_data_bar_rows(data_bar_rows: int, height: int) -> int:
 # geometry
 
 
-def _separated_foreground(labels: np.ndarray) -> np.ndarray:
-    """Foreground without the pixels whose right or lower neighbour is another particle."""
-    cut = np.zeros(labels.shape, dtype=bool)
-    right = labels[:, 1:]
-    cut[:, :-1] = (labels[:, :-1] != right) & (right > 0)
-    below = labels[1:, :]
-    cut[:-1, :] |= (labels[:-1, :] != below) & (below > 0)
-    return (labels > 0) & ~cut
-
-
 def _separated_count(labels: np.ndarray, rows: slice, cols: slice) -> int:
     """Number of mask pixels inside ``labels[rows, cols]``, looking one pixel beyond it."""
     row_stop = min(rows.stop + 1, labels.shape[0])
     col_stop = min(cols.stop + 1, labels.shape[1])
-    window = _separated_foreground(labels[rows.start : row_stop, cols.start : col_stop])
+    window = separated_foreground(labels[rows.start : row_stop, cols.start : col_stop])
     return int(window[: rows.stop - rows.start, : cols.stop - cols.start].sum())
 
 
@@ -468,7 +460,7 @@ def _remove_fragments(labels: np.ndarray) -> np.ndarray:
     four_connected = ndi.generate_binary_structure(2, 1)
     labels = labels.copy()
     while True:
-        foreground = _separated_foreground(labels)
+        foreground = separated_foreground(labels)
         components, num_components = ndi.label(foreground, structure=four_connected)
         sizes = np.bincount(components.ravel(), minlength=num_components + 1)
         owner = np.zeros(num_components + 1, dtype=labels.dtype)

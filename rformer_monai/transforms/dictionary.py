@@ -18,7 +18,9 @@ from rformer_monai.transforms.array import (
     BinarizeMask,
     BorderProximity,
     CropDataBar,
+    LabelParticles,
     RelativeBorderProximity,
+    SeparateParticles,
     SeparationBand,
     SeparationWeight,
     StackSeparationTargets,
@@ -106,6 +108,35 @@ class BinarizeMaskd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.binarize(d[key])
+        return d
+
+
+class LabelParticlesd(MapTransform):
+    """Replace the binary masks under ``keys`` by their particles' instance labels (see :class:`LabelParticles`)."""
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.label = LabelParticles()
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.label(d[key])
+        return d
+
+
+class SeparateParticlesd(MapTransform):
+    """Replace the instance labels under ``keys`` by the binary mask with one-pixel lines between touching
+    particles (see :class:`SeparateParticles`)."""
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.separate = SeparateParticles()
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.separate(d[key])
         return d
 
 

@@ -29,9 +29,11 @@ from rformer_monai.transforms.dictionary import (
     BorderProximityd,
     CheckSameShaped,
     CropDataBard,
+    LabelParticlesd,
     LineWeightAndRelativeBorderd,
     LoadMicrographd,
     RelativeBorderProximityd,
+    SeparateParticlesd,
     SeparationBandd,
     SeparationWeightd,
 )
@@ -142,6 +144,9 @@ def train_transforms(
     return Compose(
         load_transforms(with_label=True, intensity=intensity, crop_bottom=crop_bottom)
         + [
+            # the spatial augmentations move numbered particles, not a mask: a zoom out skips rows and columns,
+            # and with them the one-pixel lines between touching particles, which SeparateParticlesd redraws
+            LabelParticlesd(keys=LABEL_KEY),
             SpatialPadd(keys=keys, spatial_size=roi_size),
             RandCropByPosNegLabeld(
                 keys=keys,
@@ -151,11 +156,6 @@ def train_transforms(
                 neg=1.0 - foreground_fraction,
                 num_samples=num_samples,
             ),
-        ]
-        # the separation target joins the label after the crop, which must centre on particles of the mask
-        # alone (a weight or proximity channel is non-zero on the background too)
-        + targets
-        + [
             RandFlipd(keys=keys, prob=FLIP_PROB, spatial_axis=0),
             RandFlipd(keys=keys, prob=FLIP_PROB, spatial_axis=1),
             RandRotate90d(keys=keys, prob=ROTATE90_PROB, max_k=3),
@@ -167,6 +167,12 @@ def train_transforms(
                 mode=("bilinear", "nearest"),
                 keep_size=True,
             ),
+            SeparateParticlesd(keys=LABEL_KEY),
+        ]
+        # the separation target joins the mask last, so that it sees the lines as augmented (and the crop
+        # centres on particles of the mask alone: a weight or proximity channel is non-zero on the background)
+        + targets
+        + [
             RandShiftIntensityd(keys=IMAGE_KEY, offsets=BRIGHTNESS_OFFSET, prob=BRIGHTNESS_PROB),
             RandScaleIntensityd(keys=IMAGE_KEY, factors=CONTRAST_FACTOR, prob=CONTRAST_PROB),
             EnsureTyped(keys=keys, track_meta=False),

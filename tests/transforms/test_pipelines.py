@@ -9,24 +9,28 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-from monai.transforms import Compose, Invertd
+from monai.transforms import Compose, Invertd, Zoom
 from monai.utils import set_determinism
+from scipy import ndimage
 
+from rformer_monai.labelling import label_particles
 from rformer_monai.transforms import (
     BinarizeMask,
     BinarizeMaskd,
     CheckSameShaped,
     CropDataBar,
     CropDataBard,
+    LabelParticles,
     LoadMicrograph,
     LoadMicrographd,
+    SeparateParticles,
     inference_transforms,
     intensity_transform,
     train_transforms,
     validation_transforms,
 )
 from rformer_monai.transforms.array import DATA_BAR_ROWS_KEY
-from rformer_monai.transforms.pipelines import INTENSITY_MODES
+from rformer_monai.transforms.pipelines import INTENSITY_MODES, ZOOM_RANGE
 
 KEYS = ["image", "label"]
 SHAPE = (120, 160)
@@ -252,6 +256,57 @@ def test_training_crops_larger_than_the_image_are_padded(write_tiff):
     files = {"image": str(write_tiff("tiny.tif", mask)), "label": str(write_tiff("tiny_m.tif", mask))}
     samples = run_training_pipeline(files, seed=0)
     assert all(sample["image"].shape == (1, *ROI) for sample in samples)
+
+
+STRIPE_WIDTH = 4  # particles 4 px wide, side by side, split by one-pixel background lines
+
+
+def striped_mask(shape: tuple[int, int]) -> np.ndarray:
+    """Touching vertical stripes as in a BAM mask: every fifth column is a separation line."""
+    mask = np.full(shape, 255, np.uint8)
+    mask[:, STRIPE_WIDTH :: STRIPE_WIDTH + 1] = 0
+    return mask
+
+
+def narrowest_particle_px(mask: np.ndarray) -> int:
+    """The largest short side of the particles' bounding boxes: a stripe's width, or more where two merged."""
+    labels = label_particles(mask)
+    boxes = [box for box in ndimage.find_objects(labels) if box is not None]
+    return max(min(rows.stop - rows.start, cols.stop - cols.start) for rows, cols in boxes)
+
+
+def test_zoom_out_merges_particles_and_separate_particles_splits_them_again():
+    mask = torch.as_tensor(striped_mask((64, 64)) > 0, dtype=torch.float32)[None]
+    stripes = int(label_particles(mask[0].numpy()).max())
+    zoom_out = Zoom(ZOOM_RANGE[0], mode="nearest", keep_size=False)
+    assert label_particles(zoom_out(mask)[0].numpy()).max() < stripes  # the defect: skipped columns held lines
+    separated = SeparateParticles()(zoom_out(LabelParticles()(mask)))
+    assert set(torch.unique(separated).tolist()) == {0.0, 1.0}
+    assert label_particles(separated[0].numpy()).max() == stripes
+
+
+def test_separate_particles_keeps_a_bam_mask_as_it_is():
+    mask = torch.as_tensor(striped_mask((20, 30)) > 0, dtype=torch.float32)[None]
+    torch.testing.assert_close(SeparateParticles()(LabelParticles()(mask)), mask, rtol=0, atol=0)
+
+
+STRIPES_ROI = (64, 64)
+# a zoomed-out crop is edge-padded back to size (at most 3.2 px a side at zoom 0.9), which widens the stripes
+# at its border: only the crop's interior is looked at
+PADDED_BORDER_PX = 8
+
+
+@pytest.mark.parametrize("separation_target", [None, "weight_and_relative_border"])
+def test_training_crops_keep_touching_particles_apart(write_tiff, separation_target):
+    mask = striped_mask((128, 128))
+    files = {"image": str(write_tiff("stripes.tif", mask)), "label": str(write_tiff("stripes_m.tif", mask))}
+    widest_stripe = int(np.ceil(STRIPE_WIDTH * ZOOM_RANGE[1]))
+    inside = slice(PADDED_BORDER_PX, -PADDED_BORDER_PX)
+    for seed in range(4):
+        transforms = train_transforms(roi_size=STRIPES_ROI, num_samples=NUM_SAMPLES, crop_bottom=0, separation_target=separation_target)
+        transforms.set_random_state(seed=seed)
+        for sample in transforms(files):
+            assert narrowest_particle_px(sample["label"][0, inside, inside].numpy()) <= widest_stripe
 
 
 def test_bad_foreground_fraction_raises():
