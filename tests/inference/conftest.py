@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from inference_helpers import BUNDLE_ROI, OVERLAP, SMALL_ROI, tiny_residualformer
+from inference_helpers import BUNDLE_ROI, OVERLAP, SMALL_ROI
 from monai.inferers import SlidingWindowInferer
+from tiny_bundle_network import tiny_network
 from torch import nn
 
 
@@ -25,7 +26,7 @@ def one_torch_thread():
 
 @pytest.fixture
 def tiny_net() -> nn.Module:
-    return tiny_residualformer()
+    return tiny_network()
 
 
 @pytest.fixture

@@ -9,25 +9,12 @@ import torch
 from monai.inferers import SlidingWindowInferer
 from torch import nn
 
-from rformer_monai.networks import ResidualFormer
 from rformer_monai.transforms import inference_transforms
 from rformer_monai.transforms.pipelines import DEFAULT_INTENSITY
 
-TINY_CHANNELS = (4, 8, 16, 32)
-TINY_DECODER = 8
-TINY_FUSION_STRIDE = 4
 SMALL_ROI = (64, 64)
 BUNDLE_ROI = (256, 256)
 OVERLAP = 0.25
-
-
-def tiny_residualformer(seed: int = 0) -> nn.Module:
-    """A ResidualFormer small enough for CPU tests, with seeded random weights, in eval mode."""
-    torch.manual_seed(seed)
-    network = ResidualFormer(
-        out_channels=2, channels=TINY_CHANNELS, decoder_channels=TINY_DECODER, fusion_stride=TINY_FUSION_STRIDE
-    )
-    return network.eval()
 
 
 def context_network(seed: int = 0) -> nn.Module:

@@ -15,7 +15,6 @@ from inference_helpers import (
     OVERLAP,
     context_network,
     particles_image,
-    tiny_residualformer,
     whole_image_probability,
 )
 from monai.data.utils import dense_patch_slices
@@ -26,6 +25,7 @@ from monai.inferers import (
 )
 from monai.inferers.utils import _get_scan_interval
 from PIL import Image
+from tiny_bundle_network import tiny_network
 from torch import nn
 
 from rformer_monai.inference import blocks as blocks_module
@@ -348,7 +348,7 @@ def test_stitching_on_the_cpu_in_buffered_slabs_gives_the_same_probability(monke
 @pytest.mark.parametrize("amp", [False, True])
 def test_gpu_blocks_match_cpu(tmp_path, write_micrograph, small_inferer, amp):
     path = write_micrograph("particles.tif", particles_image((500, 400), bar_rows=BAR_ROWS))
-    network = tiny_residualformer()
+    network = tiny_network()
     cpu, _ = block_probability(path, network, small_inferer, block_size=96)
     gpu, _ = block_probability(path, network.cuda(), small_inferer, block_size=96, device="cuda", amp=amp)
     tolerance = 1e-2 if amp else 1e-4

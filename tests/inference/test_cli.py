@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +10,9 @@ import pytest
 import tifffile
 import torch
 from inference_helpers import (
-    TINY_CHANNELS,
-    TINY_DECODER,
-    TINY_FUSION_STRIDE,
     particles_image,
 )
+from tiny_bundle_network import BUNDLE, TINY_NETWORK
 
 from rformer_monai.inference import (
     DihedralTTA,
@@ -22,13 +21,7 @@ from rformer_monai.inference import (
 )
 from rformer_monai.inference.__main__ import main
 
-BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "residualformer_sem"
-TINY_OVERRIDES = [
-    f"network_def#channels={list(TINY_CHANNELS)}",
-    f"network_def#decoder_channels={TINY_DECODER}",
-    f"network_def#fusion_stride={TINY_FUSION_STRIDE}",
-    "roi_size=[64,64]",
-]
+TINY_OVERRIDES = [f"{key}={json.dumps(value)}" for key, value in TINY_NETWORK.items()] + ["roi_size=[64,64]"]
 
 
 @pytest.fixture
@@ -50,9 +43,7 @@ def test_segments_a_folder_like_the_python_function(tmp_path, checkpoint, write_
         "ckpt_path": str(checkpoint),
         "device": "cpu",
         "roi_size": [64, 64],
-        "network_def#channels": list(TINY_CHANNELS),
-        "network_def#decoder_channels": TINY_DECODER,
-        "network_def#fusion_stride": TINY_FUSION_STRIDE,
+        **TINY_NETWORK,
     }
     parts = load_bundle_inference(BUNDLE, override=override)
     assert parts.inferer.roi_size == [64, 64] and parts.intensity == "unit" and parts.device.type == "cpu"

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tifffile
 import torch
 from inference_helpers import (
-    TINY_CHANNELS,
-    TINY_DECODER,
-    TINY_FUSION_STRIDE,
     context_network,
     particles_image,
 )
 from monai.bundle import ConfigParser
+from tiny_bundle_network import BUNDLE, TINY_NETWORK
 from torch import nn
 
 from rformer_monai.inference import (
@@ -25,7 +21,6 @@ from rformer_monai.inference import (
     with_tta,
 )
 
-BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "residualformer_sem"
 TTA_OVERRIDE = "$rformer_monai.inference.DihedralTTA(@network)"
 
 
@@ -93,9 +88,7 @@ def test_one_bundle_override_turns_tta_on(tmp_path, tiny_net):
         "bundle_root": str(BUNDLE),
         "ckpt_path": str(tmp_path / "model.pt"),
         "device": "cpu",
-        "network_def#channels": list(TINY_CHANNELS),
-        "network_def#decoder_channels": TINY_DECODER,
-        "network_def#fusion_stride": TINY_FUSION_STRIDE,
+        **TINY_NETWORK,
         "evaluator#network": TTA_OVERRIDE,
     }
     for key, value in overrides.items():

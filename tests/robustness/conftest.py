@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from robustness_helpers import tiny_network
+from tiny_bundle_network import tiny_network
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -11,33 +11,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import torch
-
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "bundles" / "residualformer_sem" / "configs"
 HERE = Path(__file__).resolve().parent
-TINY_NETWORK = {
-    "network_def#channels": [4, 8, 16, 32],
-    "network_def#decoder_channels": 8,
-    "network_def#fusion_stride": 4,
-}
-TINY_RUN = {"roi_size": [64, 64], "num_workers": 0, "device": "cpu", "sw_batch_size": 2}
-
-
-def tiny_network() -> torch.nn.Module:
-    from rformer_monai.networks import ResidualFormer
-
-    torch.manual_seed(0)
-    return ResidualFormer(
-        spatial_dims=2,
-        in_channels=1,
-        out_channels=2,  # the bundle's: particle and distance-map logits
-        channels=TINY_NETWORK["network_def#channels"],
-        decoder_channels=TINY_NETWORK["network_def#decoder_channels"],
-        fusion_stride=TINY_NETWORK["network_def#fusion_stride"],
-    )
-
-
 def cli_arguments(overrides: dict) -> list[str]:
     """``--key value`` pairs as ``python -m monai.bundle run`` takes them (lists as JSON)."""
     arguments: list[str] = []

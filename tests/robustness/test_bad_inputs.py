@@ -17,7 +17,8 @@ import tifffile
 import torch
 from monai.bundle import ConfigWorkflow
 from PIL import Image
-from robustness_helpers import CONFIGS, TINY_NETWORK, TINY_RUN, train_config_files
+from robustness_helpers import CONFIGS, train_config_files
+from tiny_bundle_network import TINY_NETWORK, TINY_RUN
 
 from rformer_monai.data import DatasetLayoutError, discover_pairs, inference_datalist
 from rformer_monai.engines import (

@@ -13,14 +13,8 @@ import pytest
 import tifffile
 from monai.bundle import ConfigWorkflow
 from monai.data import DataLoader
-from robustness_helpers import (
-    CONFIGS,
-    TINY_NETWORK,
-    TINY_RUN,
-    kill_when,
-    last_stderr_line,
-    run_bundle,
-)
+from robustness_helpers import CONFIGS, kill_when, last_stderr_line, run_bundle
+from tiny_bundle_network import TINY_NETWORK, TINY_RUN
 
 from rformer_monai.analysis import PARTICLE_OUTPUT_SUFFIXES
 from rformer_monai.data import DatasetLayoutError

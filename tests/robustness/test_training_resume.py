@@ -16,7 +16,8 @@ from ignite.handlers import Checkpoint
 from monai.bundle import ConfigWorkflow
 from monai.data import DataLoader, Dataset
 from monai.transforms import RandSpatialCropd
-from robustness_helpers import TINY_NETWORK, TINY_RUN, kill_when, train_config_files
+from robustness_helpers import kill_when, train_config_files
+from tiny_bundle_network import TINY_NETWORK, TINY_RUN
 
 from rformer_monai.engines import (
     AtomicCheckpointWriter,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from sharing_helpers import copy_bundle, tiny_network
+from sharing_helpers import copy_bundle
+from tiny_bundle_network import tiny_network
 
 
 @pytest.fixture

@@ -6,29 +6,11 @@ import shutil
 from pathlib import Path
 
 import tifffile
-import torch
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigWorkflow
+from tiny_bundle_network import BUNDLE, TINY_NETWORK, TINY_RUN
 
 from rformer_monai.data.synthetic import render_micrograph
 from rformer_monai.sharing import bundle_files
-
-BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "residualformer_sem"
-TINY_NETWORK = {
-    "network_def#channels": [4, 8, 16, 32],
-    "network_def#decoder_channels": 8,
-    "network_def#fusion_stride": 4,
-}
-TINY_RUN = {"roi_size": [64, 64], "num_workers": 0, "device": "cpu", "sw_batch_size": 2}
-
-
-def tiny_network(config: Path = BUNDLE / "configs" / "inference.json", seed: int = 0) -> torch.nn.Module:
-    """The bundle's ``network_def`` with the tiny overrides and seeded random weights, in eval mode."""
-    parser = ConfigParser()
-    parser.read_config(str(config))
-    for key, value in TINY_NETWORK.items():
-        parser[key] = value
-    torch.manual_seed(seed)
-    return parser.get_parsed_content("network_def").eval()
 
 
 def copy_bundle(destination: Path) -> Path:

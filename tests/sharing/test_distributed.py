@@ -13,10 +13,9 @@ import pytest
 import torch
 from dataset_helpers import write_labelled_dataset
 from monai.bundle import ConfigWorkflow
-from sharing_helpers import BUNDLE, TINY_NETWORK
+from tiny_bundle_network import BUNDLE, TINY_NETWORK, tiny_network
 
 from rformer_monai.engines import load_weights
-from rformer_monai.networks import ResidualFormer
 from rformer_monai.sharing import (
     BroadcastBuffers,
     ddp_device_ids,
@@ -112,8 +111,7 @@ def test_torchrun_two_cpu_processes_train_one_epoch_and_rank_zero_saves(tmp_path
 
     # rank 0 alone saved: one best model, one training checkpoint, one history row
     assert sorted(path.name for path in (bundle_root / "models").iterdir()) == ["model.pt"]
-    tiny = ResidualFormer(out_channels=2, channels=(4, 8, 16, 32), decoder_channels=8, fusion_stride=4)
-    load_weights(tiny, bundle_root / "models" / "model.pt")  # a plain state dict: no DDP "module." prefix
+    load_weights(tiny_network(BUNDLE / "configs" / "train.json"), bundle_root / "models" / "model.pt")  # a plain state dict: no DDP "module." prefix
     checkpoints = sorted(path.name for path in (bundle_root / "runs" / "checkpoints").iterdir())
     assert checkpoints == ["checkpoint_final.pt"] or checkpoints == ["checkpoint_epoch=1.pt", "checkpoint_final.pt"]
     with (bundle_root / "runs" / "history.csv").open() as handle:

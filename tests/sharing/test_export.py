@@ -11,7 +11,8 @@ import pytest
 import tifffile
 import torch
 from monai.data import load_net_with_metadata
-from sharing_helpers import TINY_NETWORK, run_inference, tiny_network, write_micrograph
+from sharing_helpers import run_inference, write_micrograph
+from tiny_bundle_network import TINY_NETWORK, tiny_network
 
 from rformer_monai.sharing import (
     OnnxRuntimeNetwork,

@@ -7,7 +7,7 @@ import json
 from urllib.parse import urlparse
 
 import pytest
-from sharing_helpers import BUNDLE
+from tiny_bundle_network import BUNDLE
 
 from rformer_monai.sharing import check_metadata, metadata_problems
 from rformer_monai.sharing.metadata import REQUIRED_KEYS, TENSOR_FIELDS

@@ -17,7 +17,8 @@ import pytest
 import tifffile
 from monai.apps.utils import HashCheckError, extractall
 from monai.bundle import download
-from sharing_helpers import BUNDLE, run_inference, write_micrograph
+from sharing_helpers import run_inference, write_micrograph
+from tiny_bundle_network import BUNDLE
 
 from rformer_monai.sharing import (
     UnsafeArchiveError,
