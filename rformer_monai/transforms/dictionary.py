@@ -97,63 +97,44 @@ class CropDataBard(MapTransform, InvertibleTransform):
         return d
 
 
-class BinarizeMaskd(MapTransform):
+class _ArrayTransformd(MapTransform):
+    """Apply ``self.transform``, an array transform that subclasses build, to the arrays under ``keys``."""
+
+    transform: Transform
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.transform(d[key])
+        return d
+
+
+class BinarizeMaskd(_ArrayTransformd):
     """Binarise the masks under ``keys`` to 0/1 (see :class:`BinarizeMask`)."""
 
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.binarize = BinarizeMask()
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.binarize(d[key])
-        return d
+        self.transform = BinarizeMask()
 
 
-class LabelParticlesd(MapTransform):
+class LabelParticlesd(_ArrayTransformd):
     """Replace the binary masks under ``keys`` by their particles' instance labels (see :class:`LabelParticles`)."""
 
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.label = LabelParticles()
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.label(d[key])
-        return d
+        self.transform = LabelParticles()
 
 
-class SeparateParticlesd(MapTransform):
+class SeparateParticlesd(_ArrayTransformd):
     """Replace the instance labels under ``keys`` by the binary mask with one-pixel lines between touching
     particles (see :class:`SeparateParticles`)."""
 
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.separate = SeparateParticles()
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.separate(d[key])
-        return d
+        self.transform = SeparateParticles()
 
 
-class _SecondLabelChanneld(MapTransform):
-    """Apply ``self.target``, an array transform that appends a second channel to a (1, H, W) mask, to the
-    masks under ``keys``; subclasses build the target."""
-
-    target: Transform
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.target(d[key])
-        return d
-
-
-class SeparationBandd(_SecondLabelChanneld):
+class SeparationBandd(_ArrayTransformd):
     """Append the separation band as a second channel to the masks under ``keys`` (see
     :class:`SeparationBand`)."""
 
@@ -161,10 +142,10 @@ class SeparationBandd(_SecondLabelChanneld):
         self, keys: KeysCollection, half_width_px: int = DEFAULT_SEPARATION_BAND_PX, allow_missing_keys: bool = False
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.target = SeparationBand(half_width_px)
+        self.transform = SeparationBand(half_width_px)
 
 
-class BorderProximityd(_SecondLabelChanneld):
+class BorderProximityd(_ArrayTransformd):
     """Append the border proximity as a second channel to the masks under ``keys`` (see
     :class:`BorderProximity`)."""
 
@@ -172,19 +153,19 @@ class BorderProximityd(_SecondLabelChanneld):
         self, keys: KeysCollection, radius_px: float = DEFAULT_BORDER_RADIUS_PX, allow_missing_keys: bool = False
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.target = BorderProximity(radius_px)
+        self.transform = BorderProximity(radius_px)
 
 
-class RelativeBorderProximityd(_SecondLabelChanneld):
+class RelativeBorderProximityd(_ArrayTransformd):
     """Append the relative border proximity as a second channel to the masks under ``keys`` (see
     :class:`RelativeBorderProximity`)."""
 
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.target = RelativeBorderProximity()
+        self.transform = RelativeBorderProximity()
 
 
-class SeparationWeightd(_SecondLabelChanneld):
+class SeparationWeightd(_ArrayTransformd):
     """Append the loss weights around the separation lines as a second channel to the masks under ``keys``
     (see :class:`SeparationWeight`)."""
 
@@ -196,10 +177,10 @@ class SeparationWeightd(_SecondLabelChanneld):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.target = SeparationWeight(line_weight, sigma_px)
+        self.transform = SeparationWeight(line_weight, sigma_px)
 
 
-class LineWeightAndRelativeBorderd(_SecondLabelChanneld):
+class LineWeightAndRelativeBorderd(_ArrayTransformd):
     """Append the loss weights around the separation lines (:class:`SeparationWeight`) and the relative border
     proximity (:class:`RelativeBorderProximity`) to the masks under ``keys``: (3, H, W) labels for a network
     with a distance-map output trained with line-weighted cross-entropy on its mask
@@ -207,7 +188,7 @@ class LineWeightAndRelativeBorderd(_SecondLabelChanneld):
 
     def __init__(self, keys: KeysCollection, sigma_px: float = DEFAULT_LINE_SIGMA_PX, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.target = StackSeparationTargets([SeparationWeight(sigma_px=sigma_px), RelativeBorderProximity()])
+        self.transform = StackSeparationTargets([SeparationWeight(sigma_px=sigma_px), RelativeBorderProximity()])
 
 
 class SplitSeparationd(MapTransform):
