@@ -19,7 +19,6 @@ from rformer_monai.analysis.outputs import (
     write_run_summary,
 )
 from rformer_monai.analysis.particles import DEFAULT_VALLEY_GAIN, particle_step_maps, separate_particles
-from rformer_monai.engines.settings import as_bool
 from rformer_monai.labelling import label_particles
 from rformer_monai.metrics.instances import (
     DEFAULT_IOU_THRESHOLD,
@@ -42,11 +41,11 @@ SEPARATION_KEY = f"pred{SEPARATION_POSTFIX}"  # where rformer_monai.transforms.S
 
 
 def _probabilities(
-    sample: dict[str, Any], pred_key: str, separation_key: str | None, valley_gain: float
+    sample: dict[str, Any], pred_key: str, separation_key: str, valley_gain: float
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """A sample's (H, W) particle probability and separation output (where the network has one and
-    ``separation_key`` is not None) as the particle step's maps (:func:`particle_step_maps`)."""
-    separation = None if separation_key is None else sample.get(separation_key)
+    """A sample's (H, W) particle probability and separation output (where the network has one) as the
+    particle step's maps (:func:`particle_step_maps`)."""
+    separation = sample.get(separation_key)
     return particle_step_maps(
         sample[pred_key].detach().cpu().float().numpy()[0],
         None if separation is None else separation.detach().cpu().float().numpy()[0],
@@ -74,8 +73,6 @@ class ParticleAnalysisHandler:
             like ``pred_key``); where a sample holds it, the watershed cuts along it.
         valley_gain: how strongly thin valleys of the probability are deepened before the threshold
             (:func:`rformer_monai.analysis.deepen_valleys`; 0 leaves the probability as it is).
-        use_separation_output: False splits particles on the mask alone, ignoring a separation output
-            (one that is not trained yet, say).
     """
 
     def __init__(
@@ -86,13 +83,12 @@ class ParticleAnalysisHandler:
         separation: dict[str, Any] | None = None,
         separation_key: str = SEPARATION_KEY,
         valley_gain: float = DEFAULT_VALLEY_GAIN,
-        use_separation_output: bool | str = True,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.threshold = threshold
         self.pred_key = pred_key
         self.separation = dict(separation or {})
-        self.separation_key = separation_key if as_bool(use_separation_output, "use_separation_output") else None
+        self.separation_key = separation_key
         self.valley_gain = valley_gain
         self.rows: list[dict[str, Any]] = []
 
@@ -152,7 +148,6 @@ class InstanceEvaluationHandler:
             holds it, the watershed cuts along it.
         valley_gain: how strongly thin valleys of the probability are deepened before the threshold
             (:func:`rformer_monai.analysis.deepen_valleys`; 0 leaves the probability as it is).
-        use_separation_output: False splits particles on the mask alone, ignoring a separation output.
     """
 
     def __init__(
@@ -163,13 +158,12 @@ class InstanceEvaluationHandler:
         separation: dict[str, Any] | None = None,
         separation_key: str = SEPARATION_KEY,
         valley_gain: float = DEFAULT_VALLEY_GAIN,
-        use_separation_output: bool | str = True,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.threshold = threshold
         self.iou_threshold = iou_threshold
         self.separation = dict(separation or {})
-        self.separation_key = separation_key if as_bool(use_separation_output, "use_separation_output") else None
+        self.separation_key = separation_key
         self.valley_gain = valley_gain
         self.per_image: list[dict[str, Any]] = []
         self.matches: list[InstanceMatches] = []

@@ -85,7 +85,6 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "amp": ("True or False (capitalised on the command line)", lambda v: isinstance(v, (bool, np.bool_))),
     "save_probability": ("true or false", _is_flag),
     "overwrite": ("true or false", _is_flag),
-    "particle_separation_output": ("true or false", _is_flag),
     "tta": ("None (no test-time augmentation), 'dihedral' or 'flips'", _is_tta_mode),
     "dataset_dir": ("a folder or file path, or None", lambda v: v is None or isinstance(v, str)),
     "output_dir": ("a folder path", lambda v: isinstance(v, str) and v != ""),

@@ -59,20 +59,6 @@ def test_particle_analysis_counts_two_particles_with_separation(tmp_path, write_
     assert counts == {"plain": 1, "cut": 2}
 
 
-@pytest.mark.parametrize("use_separation_output", [False, "false"])
-def test_handlers_can_ignore_the_separation_output(tmp_path, write_tiff, merged_pair, use_separation_output):
-    """An untrained separation output (the quick-start's) can be left out: the particles are split on the mask
-    alone, as for a network without one; the command line's word "false" counts as False."""
-    probability, truth, separation = merged_pair
-    evaluation = InstanceEvaluationHandler(tmp_path / "scores", use_separation_output=use_separation_output)
-    run_handler(evaluation, sample_of(probability, truth, separation))
-    assert json.loads((tmp_path / "scores" / "instance_metrics.json").read_text())["pooled"]["pred_count"] == 1
-    source = write_tiff("pair.tif", (probability * 255).astype(np.uint8))
-    analysis = ParticleAnalysisHandler(tmp_path / "analysis", use_separation_output=use_separation_output)
-    run_handler(analysis, sample_of(probability, separation=separation, source=str(source)))
-    assert analysis.rows[0]["particle_count"] == 1
-
-
 def test_cut_along_separation():
     probability = np.full((2, 2), 0.8)
     assert np.allclose(cut_along_separation(probability, np.array([[0.0, 0.5], [1.0, 0.25]])), [[0.8, 0.4], [0.0, 0.6]])

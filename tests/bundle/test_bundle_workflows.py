@@ -275,14 +275,7 @@ def test_evaluation_scores_the_particles_that_inference_writes():
     """evaluate.json is merged onto train.json, not inference.json, so it repeats the particle settings."""
     evaluate = json.loads((CONFIGS / "evaluate.json").read_text())
     inference = json.loads((CONFIGS / "inference.json").read_text())
-    for key in (
-        "threshold",
-        "particle_threshold",
-        "particle_valley_gain",
-        "particle_separation_output",
-        "particle_separation",
-        "tta",
-    ):
+    for key in ("threshold", "particle_threshold", "particle_valley_gain", "particle_separation", "tta"):
         assert evaluate[key] == inference[key]
 
 

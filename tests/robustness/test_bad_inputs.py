@@ -278,7 +278,6 @@ def test_dataset_folder_problems(tmp_path, monkeypatch):
         ("intensity", "minmax", "one of ('zscore', 'unit', 'none')"),
         ("amp", "false", "True or False (capitalised on the command line)"),
         ("overwrite", "perhaps", "true or false"),
-        ("particle_separation_output", "off", "true or false"),
         ("tta", "sometimes", "None (no test-time augmentation), 'dihedral' or 'flips'"),
         ("num_workers", -1, "an integer >= 0"),
     ],
