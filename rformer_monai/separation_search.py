@@ -48,6 +48,7 @@ from rformer_monai.metrics.instances import (
     InstanceMatches,
     match_instances,
     pool_matches,
+    recall_by_size,
     scores_from_matches,
 )
 from rformer_monai.metrics.segmentation import DEFAULT_THRESHOLD
@@ -226,7 +227,8 @@ def _select_on_other_folds(
 ) -> dict[str, dict[str, Any]]:
     """For each objective and each fold, the setting with the best pooled objective on the other folds' images:
     the setting per fold (``per_fold``), its scores on that fold's images (``per_fold_scores``: pooled errors
-    can cancel between folds) and its outcomes on each fold's images pooled over the folds (``pooled``). The
+    can cancel between folds), its outcomes on each fold's images pooled over the folds (``pooled``) and their
+    recall by particle size (``recall_by_size``: which sizes are missed, merged or not segmented). The
     other folds' scores of every setting are pooled once and serve every objective."""
     members = {fold: [i for i, item_fold in enumerate(folds) if item_fold == fold] for fold in sorted(set(folds))}
     on_other_folds = {}
@@ -243,7 +245,12 @@ def _select_on_other_folds(
             chosen[str(fold)] = settings[best]
             scores[str(fold)] = pooled_scores(fold_outcomes)
             held_out.extend(fold_outcomes)
-        selections[objective] = {"per_fold": chosen, "per_fold_scores": scores, "pooled": pooled_scores(held_out)}
+        selections[objective] = {
+            "per_fold": chosen,
+            "per_fold_scores": scores,
+            "pooled": pooled_scores(held_out),
+            "recall_by_size": recall_by_size(pool_matches(outcome.matches for outcome in held_out)),
+        }
     return selections
 
 

@@ -205,10 +205,10 @@ class InstanceEvaluationHandler:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         (self.output_dir / INSTANCE_METRICS_NAME).write_text(json.dumps(report, indent=2, default=float))
         logger.info(
-            "instances: F1 %.4f, PQ %.4f, count error %+.1f%% over %d images; %d of %d missed particles merged "
-            "with a neighbour",
+            "instances: F1 %.4f, PQ %.4f, count error %+.1f%% over %d images; of %d missed particles %d merged "
+            "with a neighbour, %d not segmented",
             pooled["f1"], pooled["pq"], PERCENT * pooled["count_error"], len(self.per_image),
-            pooled["fn_merged"], pooled["fn"],
+            pooled["fn"], pooled["fn_merged"], pooled["fn_unsegmented"],
         )
         logger.info(
             "recall by particle size, smallest quarter first: %s",

@@ -21,11 +21,13 @@ Scores (:func:`scores_from_matches`, :func:`instance_scores`):
   true ECD distributions (``scipy.stats.ks_2samp``).
 - ``fn_merged``: the missed true particles (of ``fn``) that were merged: more than half of the
   particle lies in one predicted particle that also holds more than half of another true one.
-  The rest of ``fn`` were not found or split; a high share of merges says the separation of
-  touching particles, not their detection, is what fails.
+  A high share of merges says the separation of touching particles, not their detection, is what fails.
+- ``fn_unsegmented``: the missed true particles (of ``fn``) of which less than half lies in any
+  predicted particle: not segmented at all (too faint for the threshold, or removed as specks). The
+  rest of ``fn`` were found with the wrong shape or split.
 
 :func:`recall_by_size` splits the recall by the size of the true particles: which sizes are lost,
-and how many of the lost ones were merged.
+and how many of the lost ones were merged or not segmented.
 
 ``count_error`` and ``median_ecd_error`` are NaN where undefined (no true particle, or one side
 empty for the median), ``ks_distance`` is 1 where one side is empty; both sides empty gives 0 error
@@ -77,6 +79,7 @@ INSTANCE_SCORE_NAMES: tuple[str, ...] = (
     "fp",
     "fn",
     "fn_merged",
+    "fn_unsegmented",
     "pred_count",
     "true_count",
 )
@@ -96,6 +99,8 @@ class InstanceMatches:
         true_ecd: (true count,) equivalent circular diameters of the true particles.
         true_merged: (true count,) whether more than half of each true particle lies in a predicted
             particle that also holds more than half of another true particle.
+        true_unsegmented: (true count,) whether less than half of each true particle lies in predicted
+            particles.
         iou_threshold: the matching threshold.
     """
 
@@ -107,6 +112,7 @@ class InstanceMatches:
     pred_ecd: np.ndarray
     true_ecd: np.ndarray
     true_merged: np.ndarray
+    true_unsegmented: np.ndarray
     iou_threshold: float = DEFAULT_IOU_THRESHOLD
 
     def __add__(self, other: object) -> InstanceMatches:
@@ -125,6 +131,7 @@ class InstanceMatches:
             pred_ecd=np.concatenate([self.pred_ecd, other.pred_ecd]),
             true_ecd=np.concatenate([self.true_ecd, other.true_ecd]),
             true_merged=np.concatenate([self.true_merged, other.true_merged]),
+            true_unsegmented=np.concatenate([self.true_unsegmented, other.true_unsegmented]),
             iou_threshold=self.iou_threshold,
         )
 
@@ -220,6 +227,7 @@ def match_instances(
     held_per_pred = np.bincount(pair_pred[holds_most], minlength=pred_areas.size)
     true_merged = np.zeros(true_areas.size, dtype=bool)
     true_merged[pair_true[holds_most & (held_per_pred[pair_pred] >= 2)]] = True
+    covered = np.bincount(true_index[both], minlength=true_areas.size)
     matched = ious > float(iou_threshold)
     tp = int(matched.sum())
     return InstanceMatches(
@@ -231,6 +239,7 @@ def match_instances(
         pred_ecd=_equivalent_diameters(pred_areas, pixel_size_nm),
         true_ecd=_equivalent_diameters(true_areas, pixel_size_nm),
         true_merged=true_merged,
+        true_unsegmented=2 * covered < true_areas,
         iou_threshold=float(iou_threshold),
     )
 
@@ -314,6 +323,7 @@ def scores_from_matches(matches: InstanceMatches) -> dict[str, float | int]:
         "fp": fp,
         "fn": fn,
         "fn_merged": int(np.count_nonzero(matches.true_merged & ~matches.true_found)),
+        "fn_unsegmented": int(np.count_nonzero(matches.true_unsegmented & ~matches.true_found)),
         "pred_count": matches.pred_count,
         "true_count": matches.true_count,
     }
@@ -331,8 +341,9 @@ def recall_by_size(matches: InstanceMatches, classes: int = DEFAULT_SIZE_CLASSES
 
     Returns:
         One row per class, smallest first: ``ecd_min`` and ``ecd_max`` (in the matches' unit), ``true_count``,
-        ``found``, ``recall`` and ``missed_merged`` (missed ones merged with a neighbour, see ``fn_merged`` in
-        the module docstring); no rows without true particles.
+        ``found``, ``recall``, ``missed_merged`` (missed ones merged with a neighbour, see ``fn_merged`` in
+        the module docstring) and ``missed_unsegmented`` (missed ones mostly outside every predicted particle,
+        see ``fn_unsegmented``); no rows without true particles.
     """
     if classes < 1:
         raise ValueError(f"classes must be at least 1, got {classes}.")
@@ -340,6 +351,7 @@ def recall_by_size(matches: InstanceMatches, classes: int = DEFAULT_SIZE_CLASSES
         return []
     found = matches.true_found
     missed_merged = matches.true_merged & ~found
+    missed_unsegmented = matches.true_unsegmented & ~found
     edges = np.unique(np.quantile(matches.true_ecd, np.linspace(0.0, 1.0, classes + 1)))
     # class i holds ECDs in [edges[i], edges[i + 1]), the last one its upper edge too
     class_of = np.clip(np.searchsorted(edges, matches.true_ecd, side="right") - 1, 0, max(edges.size - 2, 0))
@@ -353,6 +365,7 @@ def recall_by_size(matches: InstanceMatches, classes: int = DEFAULT_SIZE_CLASSES
             "found": int(found[members].sum()),
             "recall": float(found[members].mean()),
             "missed_merged": int(missed_merged[members].sum()),
+            "missed_unsegmented": int(missed_unsegmented[members].sum()),
         })
     return rows
 

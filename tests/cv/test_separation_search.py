@@ -106,6 +106,10 @@ def test_settings_are_chosen_on_the_other_folds(merged_pair):
     assert {fold: setting["threshold"] for fold, setting in selected["per_fold"].items()} == {"0": 0.5, "1": 0.7}
     assert selected["pooled"]["tp"] == 0 and selected["pooled"]["f1"] == pytest.approx(0.0)
     assert {fold: scores["tp"] for fold, scores in selected["per_fold_scores"].items()} == {"0": 0, "1": 0}
+    # where they went: fold 0's two particles merged at 0.5, fold 1's faint one left out at 0.7
+    by_size = selected["recall_by_size"]
+    assert sum(row["true_count"] for row in by_size) == 3
+    assert sum(row["missed_merged"] for row in by_size) == 2 and sum(row["missed_unsegmented"] for row in by_size) == 1
 
 
 def test_settings_scored_in_worker_processes_give_the_same_rows(merged_pair):

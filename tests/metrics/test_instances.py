@@ -78,7 +78,7 @@ def test_merged_particles_are_not_matched() -> None:
     assert scores["median_ecd_error"] == pytest.approx(math.sqrt(2) - 1)  # twice the area
 
 
-def test_merges_are_told_apart_from_misses() -> None:
+def test_merges_and_unsegmented_particles_are_told_apart_from_other_misses() -> None:
     # particle 1 (10 x 10) and its 4 x 4 neighbour 3 lie in one prediction of 10 x 14 px: 1 still matches
     # (IoU 100/140), 3 is missed and merged; 2 is not predicted at all; one prediction covers exactly half
     # of particles 4 and 5 each, which is not more than half: missed, not merged
@@ -96,6 +96,10 @@ def test_merges_are_told_apart_from_misses() -> None:
     assert (scores["tp"], scores["fn"], scores["fn_merged"]) == (1, 4, 1)
     assert recall_by_size(matches, classes=1)[0]["missed_merged"] == 1
     assert scores_from_matches(pool_matches([matches, match_instances(truth, truth)]))["fn_merged"] == 1
+    # of the missed ones, 2 lies outside every prediction; 4 and 5 lie half inside one: found with the wrong shape
+    np.testing.assert_array_equal(matches.true_unsegmented, [False, True, False, False, False])
+    assert scores["fn_unsegmented"] == 1 == recall_by_size(matches, classes=1)[0]["missed_unsegmented"]
+    assert scores_from_matches(pool_matches([matches, match_instances(truth, truth)]))["fn_unsegmented"] == 1
 
 
 def test_size_errors_on_known_areas() -> None:
