@@ -131,11 +131,16 @@ def _format_level(value: float) -> str:
     return f"{value:g}"
 
 
+def _one_channel(image: torch.Tensor | np.ndarray, name: str = "mask") -> np.ndarray:
+    """The (H, W) numpy array of a one-channel 2-D image (1, H, W); ``name`` says what it is in the error."""
+    if image.ndim != 3 or image.shape[0] != 1:
+        raise ValueError(f"{name} must be one-channel and 2-D, (1, H, W), got shape {tuple(image.shape)}.")
+    return (image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image))[0]
+
+
 def _one_channel_mask(mask: torch.Tensor | np.ndarray) -> np.ndarray:
     """The (H, W) bool array of a one-channel mask (1, H, W)."""
-    if mask.ndim != 3 or mask.shape[0] != 1:
-        raise ValueError(f"mask must be a one-channel 2-D mask (1, H, W), got shape {tuple(mask.shape)}.")
-    return (mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask))[0] > 0
+    return _one_channel(mask) > 0
 
 
 def _stacked_like(mask: torch.Tensor | np.ndarray, *channels: np.ndarray):
@@ -164,10 +169,8 @@ class SeparateParticles(Transform):
 
     def __call__(self, labels: torch.Tensor) -> torch.Tensor:
         """Return the (1, H, W) 0/1 float32 mask of ``labels``' type."""
-        if labels.ndim != 3 or labels.shape[0] != 1:
-            raise ValueError(f"labels must be one-channel 2-D instance labels (1, H, W), got shape {tuple(labels.shape)}.")
-        array = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-        return _stacked_like(labels, separated_foreground(np.rint(array[0]).astype(np.int64)))
+        array = _one_channel(labels, "labels")
+        return _stacked_like(labels, separated_foreground(np.rint(array).astype(np.int64)))
 
 
 def separation_lines(mask: np.ndarray) -> np.ndarray:

@@ -11,19 +11,13 @@ import tifffile
 import torch
 from dataset_helpers import write_labelled_dataset
 from monai.bundle import ConfigParser, ConfigWorkflow
+from tiny_bundle_network import BUNDLE, TINY_NETWORK, TINY_RUN
 
 from rformer_monai.data.synthetic import render_micrograph
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-BUNDLE = PROJECT_ROOT / "bundles" / "residualformer_sem"
 CONFIGS = BUNDLE / "configs"
 PROJECT_CONFIGS = PROJECT_ROOT / "configs"  # the override files beside the bundle
-TINY_NETWORK = {
-    "network_def#channels": [4, 8, 16, 32],
-    "network_def#decoder_channels": 8,
-    "network_def#fusion_stride": 4,
-}
-TINY_RUN = {"roi_size": [64, 64], "num_workers": 0, "device": "cpu", "sw_batch_size": 2}
 
 
 def _workflow(config_files: list[Path], workflow_type: str, **override) -> ConfigWorkflow:

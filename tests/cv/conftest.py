@@ -6,15 +6,14 @@ from pathlib import Path
 
 import pytest
 from dataset_helpers import write_labelled_dataset
+from tiny_bundle_network import TINY_NETWORK
 
 
 @pytest.fixture
 def tiny_overrides() -> dict:
     """Bundle overrides for a small, fast network and run on CPU, two folds."""
     return {
-        "network_def#channels": [4, 8, 16, 32],
-        "network_def#decoder_channels": 8,
-        "network_def#fusion_stride": 4,
+        **TINY_NETWORK,
         "roi_size": [64, 64],
         "num_workers": 0,
         "device": "cpu",
