@@ -9,7 +9,15 @@ from torch import nn
 
 from rformer_monai.transforms.dictionary import LABEL_WITH_TARGETS_CHANNELS, SEPARATION_CHANNELS
 
-__all__ = ["DiceAndWeightedBCELoss", "MaskAndSeparationLoss", "WeightedMaskAndSeparationLoss"]
+__all__ = ["DiceAndWeightedBCELoss", "MaskAndSeparationLoss", "WeightedMaskAndSeparationLoss", "weighted_cross_entropy"]
+
+
+def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of ``logits`` against ``target`` in [0, 1], the weighted mean over all pixels (sum of
+    weight times loss over the sum of weights); ``weight`` broadcasts against ``target``."""
+    pixel_losses = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    weight = weight.expand_as(pixel_losses)
+    return (weight * pixel_losses).sum() / weight.sum().clamp_min(torch.finfo(weight.dtype).eps)
 
 
 class MaskAndSeparationLoss(nn.Module):
@@ -46,8 +54,11 @@ class MaskAndSeparationLoss(nn.Module):
                 f"of the same spatial shape, got {tuple(logits.shape)} and {tuple(target.shape)}."
             )
         mask_loss = self.mask_loss(logits[:, :1], target[:, : self.mask_target_channels])
-        separation_loss = self.cross_entropy(logits[:, 1:], target[:, self.mask_target_channels :])
-        return mask_loss + self.separation_weight * separation_loss
+        return mask_loss + self.separation_weight * self.separation_loss(logits, target)
+
+    def separation_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The separation term: cross-entropy of the separation logits against the target's last channel."""
+        return self.cross_entropy(logits[:, 1:], target[:, self.mask_target_channels :])
 
 
 class DiceAndWeightedBCELoss(nn.Module):
@@ -77,9 +88,7 @@ class DiceAndWeightedBCELoss(nn.Module):
                 f"got {tuple(logits.shape)} and {tuple(target.shape)}."
             )
         mask, weight = target[:, :1], target[:, 1:]
-        pixel_losses = nn.functional.binary_cross_entropy_with_logits(logits, mask, reduction="none")
-        cross_entropy = (weight * pixel_losses).sum() / weight.sum().clamp_min(torch.finfo(weight.dtype).eps)
-        return self.dice(logits, mask) + self.cross_entropy_weight * cross_entropy
+        return self.dice(logits, mask) + self.cross_entropy_weight * weighted_cross_entropy(logits, mask, weight)
 
 
 class WeightedMaskAndSeparationLoss(MaskAndSeparationLoss):
@@ -91,10 +100,22 @@ class WeightedMaskAndSeparationLoss(MaskAndSeparationLoss):
     Args:
         cross_entropy_weight: weight of the mask's weighted cross-entropy term.
         separation_weight: weight of the separation term.
+        weighted_separation: weight the separation term's cross-entropy by the label's loss weights too, so
+            that the separation output also learns the lines (and, with balanced weights, the small particles).
     """
 
     mask_target_channels = LABEL_WITH_TARGETS_CHANNELS - 1
 
-    def __init__(self, cross_entropy_weight: float = 1.0, separation_weight: float = 1.0) -> None:
+    def __init__(
+        self, cross_entropy_weight: float = 1.0, separation_weight: float = 1.0, weighted_separation: bool = False
+    ) -> None:
         super().__init__(separation_weight)
         self.mask_loss = DiceAndWeightedBCELoss(cross_entropy_weight)
+        self.weighted_separation = weighted_separation
+
+    def separation_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The separation term: cross-entropy of the separation logits against the last target channel, weighted
+        by the loss-weight channel when ``weighted_separation``."""
+        if not self.weighted_separation:
+            return super().separation_loss(logits, target)
+        return weighted_cross_entropy(logits[:, 1:], target[:, self.mask_target_channels :], target[:, 1:2])

@@ -6,7 +6,12 @@ import pytest
 import torch
 from monai.losses import DiceLoss
 
-from rformer_monai.losses import DiceAndWeightedBCELoss, MaskAndSeparationLoss, WeightedMaskAndSeparationLoss
+from rformer_monai.losses import (
+    DiceAndWeightedBCELoss,
+    MaskAndSeparationLoss,
+    WeightedMaskAndSeparationLoss,
+    weighted_cross_entropy,
+)
 
 
 def test_loss_is_dice_on_mask_plus_weighted_cross_entropy_on_separation():
@@ -82,6 +87,31 @@ def test_weighted_mask_and_separation_loss_adds_the_separation_term_to_the_line_
     cross_entropy = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 1:], separation)
     loss = WeightedMaskAndSeparationLoss(cross_entropy_weight=0.5, separation_weight=2.0)(logits, target)
     assert loss == pytest.approx(float(mask_loss + 2.0 * cross_entropy), rel=1e-6)
+
+
+def test_weighted_separation_weights_the_separation_cross_entropy_by_the_loss_weights():
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 2, 8, 8, generator=generator)
+    mask = (torch.rand(2, 1, 8, 8, generator=generator) > 0.5).float()
+    weights = 1 + 10 * torch.rand(2, 1, 8, 8, generator=generator)
+    separation = torch.rand(2, 1, 8, 8, generator=generator)
+    target = torch.cat([mask, weights, separation], 1)
+    pixel_losses = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 1:], separation, reduction="none")
+    weighted_mean = (weights * pixel_losses).sum() / weights.sum()
+    mask_loss = DiceAndWeightedBCELoss(1.0)(logits[:, :1], target[:, :2])
+    loss = WeightedMaskAndSeparationLoss(separation_weight=2.0, weighted_separation=True)(logits, target)
+    assert loss == pytest.approx(float(mask_loss + 2.0 * weighted_mean), rel=1e-6)
+    # with weights of 1 it is the plain mean: the unweighted loss
+    target[:, 1:2] = 1.0
+    unweighted = WeightedMaskAndSeparationLoss(weighted_separation=False)(logits, target)
+    assert WeightedMaskAndSeparationLoss(weighted_separation=True)(logits, target) == pytest.approx(float(unweighted))
+
+
+def test_weighted_cross_entropy_ignores_zero_weights():
+    logits = torch.tensor([[[[4.0, -4.0]]]])
+    target = torch.tensor([[[[1.0, 1.0]]]])
+    only_first = weighted_cross_entropy(logits, target, torch.tensor([[[[1.0, 0.0]]]]))
+    assert only_first == pytest.approx(float(torch.nn.functional.softplus(torch.tensor(-4.0))))
 
 
 @pytest.mark.parametrize("logits_shape, target_shape", [((1, 1, 4, 4), (1, 3, 4, 4)), ((1, 2, 4, 4), (1, 2, 4, 4))])

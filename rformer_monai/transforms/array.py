@@ -32,6 +32,12 @@ DEFAULT_BORDER_RADIUS_PX = 5.0
 # decaying with the distance to the line over about a small BAM particle's radius
 DEFAULT_LINE_WEIGHT = 10.0
 DEFAULT_LINE_SIGMA_PX = 3.0
+# particles smaller than a balance area weigh as much as one of that area, at most this many times their own
+# weight: the line weight's 1 + w0 rounded, so that no pixel of a small particle outweighs a line
+DEFAULT_MAX_BALANCE = 10.0
+# specks below the particle step's minimum size (analysis.DEFAULT_MIN_SIZE_PX), mostly slivers of the annotation,
+# are left at weight 1
+SMALLEST_BALANCED_AREA_PX = 10
 _NEIGHBOURHOOD = 3  # the 8-neighbourhood (3x3) in which a line pixel sees two particles
 
 
@@ -279,18 +285,46 @@ class SeparationWeight(Transform):
     the nearest separation line (:func:`separation_lines`); 1 where no particles touch. After the original
     U-Net's weight map, with the distance to the line in place of the distances to the two nearest particles.
 
+    With a ``balance_area_px``, small particles count as much as large ones: the weights on and around
+    (3x3) a particle of area ``A`` below it are multiplied by ``balance_area_px / A``, at most ``max_balance``
+    (specks under :data:`SMALLEST_BALANCED_AREA_PX` pixels keep their weight); where two particles meet,
+    the line takes the smaller one's factor.
+
     Args:
         line_weight: extra weight on a line pixel (>= 0).
         sigma_px: distance (> 0) over which the extra weight decays.
+        balance_area_px: area (px, >= 0) below which particles are weighted up; 0 weights every particle alike.
+        max_balance: largest factor (>= 1) of that weighting.
     """
 
-    def __init__(self, line_weight: float = DEFAULT_LINE_WEIGHT, sigma_px: float = DEFAULT_LINE_SIGMA_PX) -> None:
+    def __init__(
+        self,
+        line_weight: float = DEFAULT_LINE_WEIGHT,
+        sigma_px: float = DEFAULT_LINE_SIGMA_PX,
+        balance_area_px: float = 0.0,
+        max_balance: float = DEFAULT_MAX_BALANCE,
+    ) -> None:
         if isinstance(line_weight, bool) or not line_weight >= 0:
             raise ValueError(f"line_weight must be >= 0, got {line_weight!r}.")
         if isinstance(sigma_px, bool) or not sigma_px > 0:
             raise ValueError(f"sigma_px must be > 0, got {sigma_px!r}.")
+        if isinstance(balance_area_px, bool) or not balance_area_px >= 0:
+            raise ValueError(f"balance_area_px must be >= 0, got {balance_area_px!r}.")
+        if isinstance(max_balance, bool) or not max_balance >= 1:
+            raise ValueError(f"max_balance must be >= 1, got {max_balance!r}.")
         self.line_weight = float(line_weight)
         self.sigma_px = float(sigma_px)
+        self.balance_area_px = float(balance_area_px)
+        self.max_balance = float(max_balance)
+
+    def _balance(self, mask: np.ndarray) -> np.ndarray:
+        """Each pixel's size factor: the largest factor of the particles in its 3x3 neighbourhood, else 1."""
+        labels = label_particles(mask)
+        areas = np.bincount(labels.ravel())
+        factors = np.clip(self.balance_area_px / np.maximum(areas, 1), 1.0, self.max_balance)
+        factors[areas < SMALLEST_BALANCED_AREA_PX] = 1.0
+        factors[0] = 1.0
+        return ndi.maximum_filter(factors[labels], size=_NEIGHBOURHOOD)
 
     def __call__(self, mask: torch.Tensor) -> torch.Tensor:
         """Return (2, H, W): the 0/1 mask and its loss weights (>= 1), of ``mask``'s type."""
@@ -300,4 +334,6 @@ class SeparationWeight(Transform):
         if lines.any():
             distance = ndi.distance_transform_edt(~lines)
             weight += self.line_weight * np.exp(-(distance**2) / (2 * self.sigma_px**2))
+        if self.balance_area_px > 0:
+            weight *= self._balance(array)
         return _stacked_like(mask, array, weight)

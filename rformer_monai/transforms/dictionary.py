@@ -166,18 +166,19 @@ class RelativeBorderProximityd(_ArrayTransformd):
 
 
 class SeparationWeightd(_ArrayTransformd):
-    """Append the loss weights around the separation lines as a second channel to the masks under ``keys``
-    (see :class:`SeparationWeight`)."""
+    """Append the loss weights around the separation lines (small particles weighted up with a
+    ``balance_area_px``) as a second channel to the masks under ``keys`` (see :class:`SeparationWeight`)."""
 
     def __init__(
         self,
         keys: KeysCollection,
         line_weight: float = DEFAULT_LINE_WEIGHT,
         sigma_px: float = DEFAULT_LINE_SIGMA_PX,
+        balance_area_px: float = 0.0,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.transform = SeparationWeight(line_weight, sigma_px)
+        self.transform = SeparationWeight(line_weight, sigma_px, balance_area_px)
 
 
 class LineWeightAndRelativeBorderd(_ArrayTransformd):
@@ -186,9 +187,16 @@ class LineWeightAndRelativeBorderd(_ArrayTransformd):
     with a distance-map output trained with line-weighted cross-entropy on its mask
     (:class:`~rformer_monai.losses.WeightedMaskAndSeparationLoss`)."""
 
-    def __init__(self, keys: KeysCollection, sigma_px: float = DEFAULT_LINE_SIGMA_PX, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        sigma_px: float = DEFAULT_LINE_SIGMA_PX,
+        balance_area_px: float = 0.0,
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.transform = StackSeparationTargets([SeparationWeight(sigma_px=sigma_px), RelativeBorderProximity()])
+        weight = SeparationWeight(sigma_px=sigma_px, balance_area_px=balance_area_px)
+        self.transform = StackSeparationTargets([weight, RelativeBorderProximity()])
 
 
 class SplitSeparationd(MapTransform):

@@ -45,6 +45,7 @@ SEPARATION_TARGETS = {
     "weight": (SeparationWeightd, "sigma_px"),
     "weight_and_relative_border": (LineWeightAndRelativeBorderd, "sigma_px"),
 }
+WEIGHTED_TARGETS = ("weight", "weight_and_relative_border")  # the targets whose label carries loss weights
 
 IMAGE_KEY = "image"
 LABEL_KEY = "label"
@@ -94,17 +95,27 @@ def load_transforms(
     return transforms
 
 
-def separation_transform(target: str, size_px: float | None = None) -> MapTransform:
+def separation_transform(target: str, size_px: float | None = None, balance_area_px: float = 0.0) -> MapTransform:
     """The label transform that adds the separation target (a key of :data:`SEPARATION_TARGETS`) to the mask;
-    ``size_px`` is the target's size argument (None for its default)."""
+    ``size_px`` is the target's size argument (None for its default), ``balance_area_px`` the area below which
+    the loss weights count small particles up (:class:`~rformer_monai.transforms.SeparationWeight`; only for
+    the targets with weights)."""
     if target not in SEPARATION_TARGETS:
         raise ValueError(f"separation_target must be one of {sorted(SEPARATION_TARGETS)} or None, got {target!r}.")
     transform, size_argument = SEPARATION_TARGETS[target]
-    if size_px is None:
-        return transform(keys=LABEL_KEY)
-    if size_argument is None:
-        raise ValueError(f"separation_target {target!r} takes no size: separation_px must be None, got {size_px!r}.")
-    return transform(keys=LABEL_KEY, **{size_argument: size_px})
+    arguments = {}
+    if size_px is not None:
+        if size_argument is None:
+            raise ValueError(f"separation_target {target!r} takes no size: separation_px must be None, got {size_px!r}.")
+        arguments[size_argument] = size_px
+    if balance_area_px:
+        if target not in WEIGHTED_TARGETS:
+            raise ValueError(
+                f"separation_target {target!r} has no loss weights to balance: balance_area_px must be 0, "
+                f"got {balance_area_px!r} (use one of {sorted(WEIGHTED_TARGETS)})."
+            )
+        arguments["balance_area_px"] = balance_area_px
+    return transform(keys=LABEL_KEY, **arguments)
 
 
 def train_transforms(
@@ -115,6 +126,7 @@ def train_transforms(
     foreground_fraction: float = FOREGROUND_CROP_FRACTION,
     separation_target: str | None = None,
     separation_px: float | None = None,
+    balance_area_px: float = 0.0,
 ) -> Compose:
     """The paper's training pipeline: crops sampling particles and background, flips, 90-degree rotations,
     brightness, contrast and zoom.
@@ -136,11 +148,13 @@ def train_transforms(
             (:class:`LineWeightAndRelativeBorderd`, three channels).
         separation_px: the band's half-width, the proximity's radius or the weights' decay (sigma); None for
             the transform's default.
+        balance_area_px: with loss weights (``"weight"``, ``"weight_and_relative_border"``), particles smaller
+            than this many pixels weigh as much as one of this area (:class:`~rformer_monai.transforms.SeparationWeight`); 0 is off.
     """
     if not 0.0 <= foreground_fraction <= 1.0:
         raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}.")
     keys = [IMAGE_KEY, LABEL_KEY]
-    targets = [] if separation_target is None else [separation_transform(separation_target, separation_px)]
+    targets = [] if separation_target is None else [separation_transform(separation_target, separation_px, balance_area_px)]
     return Compose(
         load_transforms(with_label=True, intensity=intensity, crop_bottom=crop_bottom)
         + [

@@ -208,6 +208,42 @@ def test_weight_rejects_bad_arguments(line_weight, sigma_px):
         SeparationWeight(line_weight, sigma_px)
 
 
+def test_balanced_weight_raises_small_particles_to_the_balance_area():
+    mask = np.zeros((30, 40), dtype=np.uint8)
+    mask[2:22, 2:22] = 1  # 400 px: at the balance area, weight 1
+    mask[2:7, 23:28] = 1  # 25 px touching it across the line at x = 22: factor 16, capped at 4
+    mask[25:28, 30:34] = 1  # 12 px alone: factor 400 / 12, capped at 4
+    mask[26, 5:8] = 1  # 3 px speck: below the smallest balanced area, weight 1
+    plain = SeparationWeight(line_weight=10, sigma_px=2)(torch.as_tensor(mask[None]))[1].numpy()
+    balanced = SeparationWeight(line_weight=10, sigma_px=2, balance_area_px=400, max_balance=4)(
+        torch.as_tensor(mask[None])
+    )[1].numpy()
+    assert balanced[12, 10] == pytest.approx(plain[12, 10])  # inside the large particle, away from the small one
+    assert balanced[4, 25] == pytest.approx(4 * plain[4, 25])  # the small particle
+    assert balanced[4, 22] == pytest.approx(4 * plain[4, 22])  # the line takes the smaller particle's factor
+    assert balanced[26, 32] == pytest.approx(4.0) and balanced[24, 32] == pytest.approx(4.0)  # on and beside it
+    assert balanced[26, 6] == pytest.approx(plain[26, 6])
+    assert balanced[15, 35] == pytest.approx(1.0)  # background far from every particle
+    assert torch.equal(
+        SeparationWeight(balance_area_px=0)(torch.as_tensor(mask[None])), SeparationWeight()(torch.as_tensor(mask[None]))
+    )
+
+
+@pytest.mark.parametrize("balance_area_px, max_balance", [(-1.0, 10.0), (100.0, 0.5), (True, 10.0)])
+def test_balanced_weight_rejects_bad_arguments(balance_area_px, max_balance):
+    with pytest.raises(ValueError, match="balance_area_px|max_balance"):
+        SeparationWeight(balance_area_px=balance_area_px, max_balance=max_balance)
+
+
+def test_balance_needs_a_target_with_weights():
+    with pytest.raises(ValueError, match="no loss weights to balance"):
+        train_transforms(separation_target="relative_border", balance_area_px=400)
+    label = torch.as_tensor(two_squares_split_by_a_line()[None], dtype=torch.float32)
+    out = LineWeightAndRelativeBorderd(keys="label", balance_area_px=400)({"label": label})["label"]
+    assert torch.equal(out[1], SeparationWeight(balance_area_px=400)(label)[1])  # 100 px squares: factor 4
+    assert out[1].min() == pytest.approx(1.0, abs=1e-3) and out[1][10, 10] == pytest.approx(4 * SeparationWeight()(label)[1][10, 10])
+
+
 def test_training_crops_centre_on_particles_of_the_mask_not_on_the_weights(write_tiff):
     """The weights are >= 1 on the background too: the crop must be drawn from the mask alone."""
     mask = np.zeros((160, 160), dtype=np.uint8)
