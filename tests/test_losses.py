@@ -76,13 +76,19 @@ def test_weighted_loss_rejects_negative_weight():
         DiceAndWeightedBCELoss(-1.0)
 
 
-def test_weighted_mask_and_separation_loss_adds_the_separation_term_to_the_line_weighted_mask_loss():
-    generator = torch.Generator().manual_seed(0)
+def random_logits_and_three_channel_target(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(2, 2, 8, 8) logits and a (2, 3, 8, 8) target: a 0/1 mask, loss weights in [1, 11], a separation in [0, 1]."""
+    generator = torch.Generator().manual_seed(seed)
     logits = torch.randn(2, 2, 8, 8, generator=generator)
     mask = (torch.rand(2, 1, 8, 8, generator=generator) > 0.5).float()
     weights = 1 + 10 * torch.rand(2, 1, 8, 8, generator=generator)
     separation = torch.rand(2, 1, 8, 8, generator=generator)
-    target = torch.cat([mask, weights, separation], 1)
+    return logits, torch.cat([mask, weights, separation], 1)
+
+
+def test_weighted_mask_and_separation_loss_adds_the_separation_term_to_the_line_weighted_mask_loss():
+    logits, target = random_logits_and_three_channel_target(seed=0)
+    separation = target[:, 2:]
     mask_loss = DiceAndWeightedBCELoss(0.5)(logits[:, :1], target[:, :2])
     cross_entropy = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 1:], separation)
     loss = WeightedMaskAndSeparationLoss(cross_entropy_weight=0.5, separation_weight=2.0)(logits, target)
@@ -90,18 +96,15 @@ def test_weighted_mask_and_separation_loss_adds_the_separation_term_to_the_line_
 
 
 def test_weighted_separation_weights_the_separation_cross_entropy_by_the_loss_weights():
-    generator = torch.Generator().manual_seed(1)
-    logits = torch.randn(2, 2, 8, 8, generator=generator)
-    mask = (torch.rand(2, 1, 8, 8, generator=generator) > 0.5).float()
-    weights = 1 + 10 * torch.rand(2, 1, 8, 8, generator=generator)
-    separation = torch.rand(2, 1, 8, 8, generator=generator)
-    target = torch.cat([mask, weights, separation], 1)
+    logits, target = random_logits_and_three_channel_target(seed=1)
+    weights, separation = target[:, 1:2], target[:, 2:]
     pixel_losses = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 1:], separation, reduction="none")
     weighted_mean = (weights * pixel_losses).sum() / weights.sum()
     mask_loss = DiceAndWeightedBCELoss(1.0)(logits[:, :1], target[:, :2])
     loss = WeightedMaskAndSeparationLoss(separation_weight=2.0, weighted_separation=True)(logits, target)
     assert loss == pytest.approx(float(mask_loss + 2.0 * weighted_mean), rel=1e-6)
     # with weights of 1 it is the plain mean: the unweighted loss
+    target = target.clone()
     target[:, 1:2] = 1.0
     unweighted = WeightedMaskAndSeparationLoss(weighted_separation=False)(logits, target)
     assert WeightedMaskAndSeparationLoss(weighted_separation=True)(logits, target) == pytest.approx(float(unweighted))
