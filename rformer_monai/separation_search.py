@@ -40,7 +40,12 @@ from monai.data import MetaTensor
 from tqdm import tqdm
 
 from rformer_monai.analysis.handlers import SEPARATION_KEY
-from rformer_monai.analysis.particles import DEFAULT_VALLEY_GAIN, particle_step_maps, separate_particles
+from rformer_monai.analysis.particles import (
+    DEFAULT_MARKER_RISE,
+    DEFAULT_VALLEY_GAIN,
+    particle_step_maps,
+    separate_particles,
+)
 from rformer_monai.engines.checkpoints import BEST_MODEL_FILENAME
 from rformer_monai.engines.settings import parse_override
 from rformer_monai.labelling import label_particles
@@ -67,6 +72,7 @@ GRID: dict[str, tuple[Any, ...]] = {
     "smoothing_sigma_px": (1.0,),
     "min_size_px": (10,),
     "marker_height_px": (0.1, 0.25, 0.5, 1.0, 2.0),
+    "marker_rise": (DEFAULT_MARKER_RISE,),
 }
 # the command-line option that gives each grid parameter's values, and the values' type
 GRID_OPTIONS: dict[str, tuple[str, type]] = {
@@ -76,6 +82,7 @@ GRID_OPTIONS: dict[str, tuple[str, type]] = {
     "smoothing_sigma_px": ("--smoothing_sigmas_px", float),
     "min_size_px": ("--min_sizes_px", int),
     "marker_height_px": ("--marker_heights_px", float),
+    "marker_rise": ("--marker_rises", float),
 }
 # what a search can optimise: pooled scores -> a value to maximise
 OBJECTIVES: dict[str, Callable[[Mapping[str, float]], float]] = {

@@ -49,6 +49,7 @@ from rformer_monai.labelling import (
 
 __all__ = [
     "DEFAULT_MARKER_HEIGHT_PX",
+    "DEFAULT_MARKER_RISE",
     "DEFAULT_MIN_MARKER_DISTANCE_PX",
     "DEFAULT_MIN_SIZE_PX",
     "DEFAULT_SMOOTHING_SIGMA_PX",
@@ -86,12 +87,14 @@ DEFAULT_SMOOTHING_SIGMA_PX = 1.0
 """Gaussian sigma (pixels) applied to the distance transform before looking for markers."""
 DEFAULT_MIN_SIZE_PX = 10
 """Particles smaller than this many pixels are removed after the separation."""
+DEFAULT_MARKER_RISE = 0.0
+"""Smallest rise of a marker's peak above its saddle, as a fraction of the saddle (0: no such condition)."""
+LOG_FLOOR = 1e-3
+"""The landscape's floor (pixels of distance) before its logarithm: background and particle edges."""
 DEFAULT_VALLEY_GAIN = 0.0
 """How strongly :func:`deepen_valleys` lowers thin valleys of the probability (0: not at all)."""
 VALLEY_FOOTPRINT_PX = 3
 """Side of the square grey closing that fills a valley: valleys up to two pixels wide are deepened."""
-
-"""4-connectivity: the BAM definition of one particle (diagonal contact separates)."""
 EIGHT_CONNECTED = ndi.generate_binary_structure(2, 2)
 """8-connectivity: pixels of one distance-map maximum (a diagonal ridge is one maximum)."""
 
@@ -191,12 +194,19 @@ def column_unit(columns: Mapping[str, np.ndarray]) -> str:
 
 
 def _markers(
-    landscape: np.ndarray, components: np.ndarray, count: int, min_distance: int, height: float
+    landscape: np.ndarray, components: np.ndarray, count: int, min_distance: int, height: float, rise: float = 0.0
 ) -> np.ndarray:
-    """Watershed markers: the h-maxima of ``landscape`` (plateaus and shallow bumps count once)
-    that hold a local maximum at least ``min_distance`` from any higher one; one marker per
-    component at least."""
-    regions, _ = ndi.label(h_maxima(landscape, height) & (components > 0), structure=EIGHT_CONNECTED)
+    """Watershed markers: the h-maxima of ``landscape`` (plateaus and shallow bumps count once), or with a
+    ``rise`` those of its logarithm (peaks at least ``1 + rise`` times their saddle) that hold one of
+    ``landscape``'s; of them, those holding a local maximum at least ``min_distance`` from any higher one;
+    one marker per component at least."""
+    tops = h_maxima(landscape, height).astype(bool) & (components > 0)
+    regions, _ = ndi.label(tops, structure=EIGHT_CONNECTED)
+    if rise > 0:
+        relative_tops = h_maxima(np.log(np.maximum(landscape, LOG_FLOOR)), math.log1p(rise)).astype(bool)
+        relative_tops &= components > 0
+        relative, _ = ndi.label(relative_tops, structure=EIGHT_CONNECTED)
+        regions = np.where(np.isin(relative, np.unique(relative[tops])), relative, 0)
     peaks = peak_local_max(landscape, min_distance=min_distance, labels=components, exclude_border=False)
     kept = np.unique(regions[tuple(peaks.T)])
     markers = np.where(np.isin(regions, kept[kept > 0]), regions, 0).astype(np.int32)
@@ -266,14 +276,17 @@ def separate_particles(
     min_size_px: int = DEFAULT_MIN_SIZE_PX,
     probability: np.ndarray | None = None,
     marker_height_px: float = DEFAULT_MARKER_HEIGHT_PX,
+    marker_rise: float = DEFAULT_MARKER_RISE,
 ) -> np.ndarray:
     """Split a binary particle mask into single particles (instance labels).
 
     The Euclidean distance transform of the mask (optionally multiplied by the particle
     probability, so that uncertain necks become valleys, and smoothed by a Gaussian) gives one
     marker per h-maximum: a maximum that rises at least ``marker_height_px`` above the saddle
-    to any higher one (so a flat ridge, as in a rod, is one marker), and that lies at least
-    ``min_marker_distance_px`` from a higher maximum. A marker-based watershed of the negated
+    to any higher one (so a flat ridge, as in a rod, is one marker), with a ``marker_rise`` also
+    at least that fraction of the saddle (a small particle's low peak beside a large particle
+    counts as a large particle's high one, while shallow bumps on large particles do not), and that
+    lies at least ``min_marker_distance_px`` from a higher maximum. A marker-based watershed of the negated
     map, restricted to the mask, draws one-pixel watershed lines between touching particles;
     the 4-connected components of the result are the particles (the BAM convention), of which
     those smaller than ``min_size_px`` are removed.
@@ -289,6 +302,8 @@ def separate_particles(
         probability: optional (H, W) particle probability in [0, 1].
         marker_height_px: smallest dynamic (h of the h-maxima, in pixels of distance, > 0)
             of a marker.
+        marker_rise: smallest rise of a marker above its saddle as a fraction of the saddle (>= 0;
+            0 leaves the absolute ``marker_height_px`` alone).
 
     Returns:
         (H, W) int32 instance labels 1..N in raster order of their first pixel, 0 background.
@@ -306,6 +321,8 @@ def separate_particles(
         raise ValueError(f"smoothing_sigma_px must be >= 0, got {smoothing_sigma_px!r}.")
     if not math.isfinite(float(marker_height_px)) or marker_height_px <= 0:
         raise ValueError(f"marker_height_px must be > 0, got {marker_height_px!r}.")
+    if not math.isfinite(float(marker_rise)) or marker_rise < 0:
+        raise ValueError(f"marker_rise must be >= 0, got {marker_rise!r}.")
     if not _is_whole_at_least_one(min_size_px):
         raise ValueError(f"min_size_px must be a whole number of pixels >= 1, got {min_size_px!r}.")
 
@@ -325,7 +342,9 @@ def separate_particles(
     if smoothing_sigma_px > 0:
         landscape = ndi.gaussian_filter(landscape, float(smoothing_sigma_px))
 
-    markers = _markers(landscape, components, count, int(min_marker_distance_px), float(marker_height_px))
+    markers = _markers(
+        landscape, components, count, int(min_marker_distance_px), float(marker_height_px), float(marker_rise)
+    )
     regions = watershed(-landscape, markers, mask=mask, watershed_line=True)
 
     labels, count = ndi.label(regions > 0, structure=FOUR_CONNECTED)

@@ -268,6 +268,31 @@ def test_probability_weights_the_distance_map() -> None:
     assert separate_particles(rod, probability=probability).max() == 2
 
 
+def test_marker_rise_splits_a_low_particle_off_and_keeps_a_shallow_dip_whole() -> None:
+    """A bar whose landscape (distance times probability, 11 px on its axis) has a shallow dip across a large
+    particle (11 -> 9.9 -> 10.7 px: the lower peak rises 0.8 px, 8 % above the dip) and, past a deep neck
+    (2.75 px), a faint particle (3.6 px: 0.9 px, 32 % above the neck). An absolute marker height splits
+    both or neither; a relative rise splits the faint particle alone."""
+    bar = np.zeros((31, 140), dtype=bool)
+    bar[5:26, 5:135] = True
+    probability = np.ones(bar.shape)
+    probability[:, 45:49] = 0.9
+    probability[:, 49:85] = 0.97
+    probability[:, 85:89] = 0.25
+    probability[:, 89:] = 0.33
+
+    def pieces(**markers) -> int:
+        return int(separate_particles(bar, probability=probability, smoothing_sigma_px=0, **markers).max())
+
+    assert pieces(marker_height_px=0.5) == 3
+    assert pieces(marker_height_px=1.2) == 1
+    labels = separate_particles(bar, probability=probability, smoothing_sigma_px=0, marker_height_px=0.1, marker_rise=0.2)
+    assert labels.max() == 2
+    assert labels[15, 30] == labels[15, 70] != labels[15, 110]
+    assert pieces(marker_height_px=0.1, marker_rise=0.5) == 1  # the faint particle rises 32 %, not 50 %
+    assert pieces(marker_height_px=1.2, marker_rise=0.2) == 1  # both conditions hold for a marker
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -277,6 +302,7 @@ def test_probability_weights_the_distance_map() -> None:
         ({"mask": np.zeros((5, 5)), "smoothing_sigma_px": -1.0}, "smoothing_sigma_px"),
         ({"mask": np.zeros((5, 5)), "min_size_px": 0}, "min_size_px"),
         ({"mask": np.zeros((5, 5)), "marker_height_px": 0.0}, "marker_height_px"),
+        ({"mask": np.zeros((5, 5)), "marker_rise": -0.1}, "marker_rise"),
         ({"mask": np.ones((5, 5)), "probability": np.ones((4, 5))}, "probability must have"),
         ({"mask": np.ones((5, 5)), "probability": np.full((5, 5), 2.0)}, r"\[0, 1\]"),
     ],

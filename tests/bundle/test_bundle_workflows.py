@@ -275,14 +275,16 @@ def test_evaluation_scores_the_particles_that_inference_writes():
 
 @pytest.mark.parametrize("configs", [["inference.json"], ["train.json", "evaluate.json"]])
 def test_baseline_config_brings_its_own_particle_setting(configs):
-    """configs/segresnet.json sets the particle threshold and marker height chosen for SegResNet and leaves the
-    other settings."""
+    """configs/segresnet.json sets the particle threshold and marker height chosen for SegResNet, turns the marker
+    rise chosen for ResidualFormer off and leaves the other settings."""
     bundle_only, with_segresnet = ConfigParser(), ConfigParser()
     bundle_only.read_config([str(CONFIGS / name) for name in configs])
     with_segresnet.read_config([*(str(CONFIGS / name) for name in configs), str(PROJECT_CONFIGS / "segresnet.json")])
     separation = with_segresnet["particle_separation"]
     assert separation["marker_height_px"] == 1.0 != bundle_only["particle_separation"]["marker_height_px"]
-    assert {**separation, "marker_height_px": None} == {**bundle_only["particle_separation"], "marker_height_px": None}
+    assert separation["marker_rise"] == 0.0 != bundle_only["particle_separation"]["marker_rise"]
+    own = {"marker_height_px": None, "marker_rise": None}
+    assert {**separation, **own} == {**bundle_only["particle_separation"], **own}
     assert with_segresnet["particle_threshold"] == 0.8 != bundle_only["particle_threshold"]
     assert with_segresnet["network_def"]["_target_"] == "monai.networks.nets.SegResNet"
 
