@@ -182,7 +182,11 @@ class SeparateParticles(Transform):
 def separation_lines(mask: np.ndarray) -> np.ndarray:
     """The background pixels of a binary (H, W) mask that separate touching particles: those whose 3x3
     neighbourhood holds two different 4-connected particles (the BAM masks' one-pixel lines)."""
-    labels = label_particles(mask)
+    return _lines_between(label_particles(mask))
+
+
+def _lines_between(labels: np.ndarray) -> np.ndarray:
+    """:func:`separation_lines` of the mask whose 4-connected particles ``labels`` numbers."""
     unlabelled = np.iinfo(np.int32).max
     highest = ndi.maximum_filter(labels, size=_NEIGHBOURHOOD)
     lowest = ndi.minimum_filter(np.where(labels > 0, labels, unlabelled), size=_NEIGHBOURHOOD)
@@ -317,9 +321,8 @@ class SeparationWeight(Transform):
         self.balance_area_px = float(balance_area_px)
         self.max_balance = float(max_balance)
 
-    def _balance(self, mask: np.ndarray) -> np.ndarray:
+    def _balance(self, labels: np.ndarray) -> np.ndarray:
         """Each pixel's size factor: the largest factor of the particles in its 3x3 neighbourhood, else 1."""
-        labels = label_particles(mask)
         areas = np.bincount(labels.ravel())
         factors = np.clip(self.balance_area_px / np.maximum(areas, 1), 1.0, self.max_balance)
         factors[areas < SMALLEST_BALANCED_AREA_PX] = 1.0
@@ -329,11 +332,12 @@ class SeparationWeight(Transform):
     def __call__(self, mask: torch.Tensor) -> torch.Tensor:
         """Return (2, H, W): the 0/1 mask and its loss weights (>= 1), of ``mask``'s type."""
         array = _one_channel_mask(mask)
-        lines = separation_lines(array)
+        labels = label_particles(array)
+        lines = _lines_between(labels)
         weight = np.ones(array.shape, dtype=np.float32)
         if lines.any():
             distance = ndi.distance_transform_edt(~lines)
             weight += self.line_weight * np.exp(-(distance**2) / (2 * self.sigma_px**2))
         if self.balance_area_px > 0:
-            weight *= self._balance(array)
+            weight *= self._balance(labels)
         return _stacked_like(mask, array, weight)

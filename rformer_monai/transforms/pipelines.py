@@ -106,7 +106,9 @@ def separation_transform(target: str, size_px: float | None = None, balance_area
     arguments = {}
     if size_px is not None:
         if size_argument is None:
-            raise ValueError(f"separation_target {target!r} takes no size: separation_px must be None, got {size_px!r}.")
+            raise ValueError(
+                f"separation_target {target!r} takes no size: separation_px must be None, got {size_px!r}."
+            )
         arguments[size_argument] = size_px
     if balance_area_px:
         if target not in WEIGHTED_TARGETS:
@@ -149,12 +151,15 @@ def train_transforms(
         separation_px: the band's half-width, the proximity's radius or the weights' decay (sigma); None for
             the transform's default.
         balance_area_px: with loss weights (``"weight"``, ``"weight_and_relative_border"``), particles smaller
-            than this many pixels weigh as much as one of this area (:class:`~rformer_monai.transforms.SeparationWeight`); 0 is off.
+            than this many pixels weigh as much as one of this area
+            (:class:`~rformer_monai.transforms.SeparationWeight`); 0 is off.
     """
     if not 0.0 <= foreground_fraction <= 1.0:
         raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}.")
     keys = [IMAGE_KEY, LABEL_KEY]
-    targets = [] if separation_target is None else [separation_transform(separation_target, separation_px, balance_area_px)]
+    targets = []
+    if separation_target is not None:
+        targets = [separation_transform(separation_target, separation_px, balance_area_px)]
     return Compose(
         load_transforms(with_label=True, intensity=intensity, crop_bottom=crop_bottom)
         + [

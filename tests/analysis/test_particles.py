@@ -281,12 +281,15 @@ def test_marker_rise_splits_a_low_particle_off_and_keeps_a_shallow_dip_whole() -
     probability[:, 85:89] = 0.25
     probability[:, 89:] = 0.33
 
+    def split(**markers) -> np.ndarray:
+        return separate_particles(bar, probability=probability, smoothing_sigma_px=0, **markers)
+
     def pieces(**markers) -> int:
-        return int(separate_particles(bar, probability=probability, smoothing_sigma_px=0, **markers).max())
+        return int(split(**markers).max())
 
     assert pieces(marker_height_px=0.5) == 3
     assert pieces(marker_height_px=1.2) == 1
-    labels = separate_particles(bar, probability=probability, smoothing_sigma_px=0, marker_height_px=0.1, marker_rise=0.2)
+    labels = split(marker_height_px=0.1, marker_rise=0.2)
     assert labels.max() == 2
     assert labels[15, 30] == labels[15, 70] != labels[15, 110]
     assert pieces(marker_height_px=0.1, marker_rise=0.5) == 1  # the faint particle rises 32 %, not 50 %
