@@ -11,6 +11,7 @@ from rformer_monai.transforms.array import (
     SeparationBand,
     SeparationWeight,
     StackSeparationTargets,
+    separation_line_pairs,
     separation_lines,
 )
 from rformer_monai.transforms.databar import detect_data_bar
@@ -73,6 +74,7 @@ __all__ = [
     "intensity_transform",
     "pixel_size_from_meta",
     "read_micrograph",
+    "separation_line_pairs",
     "separation_lines",
     "train_transforms",
     "validation_transforms",

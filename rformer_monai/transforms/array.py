@@ -185,12 +185,32 @@ def separation_lines(mask: np.ndarray) -> np.ndarray:
     return _lines_between(label_particles(mask))
 
 
+def separation_line_pairs(mask: np.ndarray) -> np.ndarray:
+    """Number the :func:`separation_lines` of a binary (H, W) mask by the pair of touching particles they
+    separate: (H, W) int64, 0 off the lines, 1..K for the K pairs (a pixel where three particles meet counts
+    for the pair of the lowest and highest label among them)."""
+    labels = label_particles(mask)
+    on_line, lowest, highest = _lines_and_neighbours(labels)
+    pairs = np.zeros(labels.shape, dtype=np.int64)
+    if on_line.any():
+        keys = lowest[on_line].astype(np.int64) * (int(labels.max()) + 1) + highest[on_line]
+        pairs[on_line] = np.unique(keys, return_inverse=True)[1].reshape(-1) + 1
+    return pairs
+
+
 def _lines_between(labels: np.ndarray) -> np.ndarray:
     """:func:`separation_lines` of the mask whose 4-connected particles ``labels`` numbers."""
+    return _lines_and_neighbours(labels)[0]
+
+
+def _lines_and_neighbours(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The separation lines between the particles ``labels`` numbers, and the lowest and highest particle label
+    in each pixel's 3x3 neighbourhood (the lowest is the int32 maximum where it holds no particle)."""
     unlabelled = np.iinfo(np.int32).max
     highest = ndi.maximum_filter(labels, size=_NEIGHBOURHOOD)
     lowest = ndi.minimum_filter(np.where(labels > 0, labels, unlabelled), size=_NEIGHBOURHOOD)
-    return (labels == 0) & (highest > 0) & (lowest != unlabelled) & (highest != lowest)
+    on_line = (labels == 0) & (highest > 0) & (lowest != unlabelled) & (highest != lowest)
+    return on_line, lowest, highest
 
 
 class SeparationBand(Transform):

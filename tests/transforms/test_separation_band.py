@@ -20,6 +20,7 @@ from rformer_monai.transforms import (
     SeparationWeightd,
     SplitSeparationd,
     StackSeparationTargets,
+    separation_line_pairs,
     separation_lines,
     train_transforms,
 )
@@ -37,6 +38,15 @@ def test_lines_are_the_pixels_between_two_particles():
     lines = separation_lines(two_squares_split_by_a_line())
     # the column between the squares, and its two ends, which see both squares' corners
     assert np.argwhere(lines).tolist() == [[row, 15] for row in range(4, 16)]
+
+
+def test_line_pairs_number_each_pair_of_touching_particles_once():
+    mask = np.zeros((20, 43), dtype=np.uint8)
+    mask[5:15, 5:15] = mask[5:15, 16:26] = mask[5:15, 27:37] = 1  # three squares in a row, two lines
+    pairs = separation_line_pairs(mask)
+    assert np.array_equal(pairs > 0, separation_lines(mask))
+    assert sorted(np.unique(pairs[:, 15]).tolist()) == [0, 1] and sorted(np.unique(pairs[:, 26]).tolist()) == [0, 2]
+    assert not separation_line_pairs(np.pad(np.ones((4, 4), dtype=np.uint8), 2)).any()  # a lone particle
 
 
 def test_no_lines_around_a_lone_particle_or_between_distant_ones():
