@@ -1,0 +1,61 @@
+"""Score cross-validated predictions on the true separation lines: does the mask itself keep touching
+particles apart, or is it left to the watershed?
+
+    python -m rformer_monai.line_check --dataset_dir ../shared/data/bam-tio2-sem \\
+        --cv_dir reports/cv/residualformer   # plus the --config files the CV ran with, if any
+        # --folds 1: only these folds; --thresholds 0.7 0.9: the particle thresholds to count pairs at
+
+Every fold's ``model.pt`` predicts its held-out images, as in ``rformer_monai.separation_search``; the lines
+between the true masks' touching particles are numbered by pair
+(:func:`rformer_monai.transforms.separation_line_pairs`) and scored with
+:func:`rformer_monai.metrics.lines.line_scores`, per fold and pooled. ``line_check.json`` (or
+``line_check_<name>.json``) in the CV folder holds the scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from rformer_monai.engines.settings import parse_override
+from rformer_monai.metrics.lines import line_probabilities, line_scores
+from rformer_monai.separation_search import collect_held_out_predictions, output_name
+
+logger = logging.getLogger("rformer_monai.line_check")
+
+LINE_CHECK_STEM = "line_check"
+DEFAULT_THRESHOLDS = (0.7, 0.8, 0.9)  # the particle thresholds separation_search chooses among
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float | int]]:
+    """Command-line entry point (see the module docstring); returns the scores per fold and ``pooled``."""
+    parser = argparse.ArgumentParser(prog="python -m rformer_monai.line_check", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset_dir", required=True)
+    parser.add_argument("--cv_dir", required=True, type=Path)
+    parser.add_argument("--config", action="append", default=[], help="the override files the CV was run with")
+    parser.add_argument(
+        "--set", action="append", default=[], type=parse_override,
+        help="key=value override of evaluate.json for the predictions (JSON value), e.g. tta=dihedral",
+    )
+    parser.add_argument("--folds", type=int, nargs="+", help="only these folds (default: every trained fold)")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS))
+    parser.add_argument("--name", default=None, help="name of this check: its file ends in _<name>")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    predictions = collect_held_out_predictions(args.dataset_dir, args.cv_dir, args.config, dict(args.set), args.folds)
+    lines_by_fold: dict[int, list] = {}
+    for prediction in predictions:
+        lines_by_fold.setdefault(prediction.fold, []).append(line_probabilities(prediction.probability, prediction.truth))
+    scores = {f"fold_{fold}": line_scores(lines, args.thresholds) for fold, lines in sorted(lines_by_fold.items())}
+    scores["pooled"] = line_scores((line for lines in lines_by_fold.values() for line in lines), args.thresholds)
+    path = args.cv_dir / output_name(LINE_CHECK_STEM, args.name, ".json")
+    path.write_text(json.dumps(scores, indent=2) + "\n")
+    logger.info("scores on the true separation lines (written to %s): %s", path, scores["pooled"])
+    return scores
+
+
+if __name__ == "__main__":
+    main()
