@@ -155,7 +155,7 @@ def test_line_maximum_loss_is_zero_without_touching_particles():
     logits = torch.randn(2, 1, 8, 8, requires_grad=True)
     loss = line_maximum_loss(logits, torch.zeros(2, 1, 8, 8))
     loss.backward()
-    assert float(loss) == 0.0 and logits.grad is not None
+    assert loss.item() == 0.0 and logits.grad is not None
 
 
 def test_line_maximum_weight_adds_the_line_term_to_the_weighted_mask_loss():
