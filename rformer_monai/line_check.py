@@ -18,11 +18,9 @@ import argparse
 import json
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
-from rformer_monai.engines.settings import parse_override
 from rformer_monai.metrics.lines import line_probabilities, line_scores
-from rformer_monai.separation_search import collect_held_out_predictions, output_name
+from rformer_monai.separation_search import add_held_out_arguments, collect_held_out_predictions, output_name
 
 logger = logging.getLogger("rformer_monai.line_check")
 
@@ -33,14 +31,7 @@ DEFAULT_THRESHOLDS = (0.7, 0.8, 0.9)  # the particle thresholds separation_searc
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float | int]]:
     """Command-line entry point (see the module docstring); returns the scores per fold and ``pooled``."""
     parser = argparse.ArgumentParser(prog="python -m rformer_monai.line_check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset_dir", required=True)
-    parser.add_argument("--cv_dir", required=True, type=Path)
-    parser.add_argument("--config", action="append", default=[], help="the override files the CV was run with")
-    parser.add_argument(
-        "--set", action="append", default=[], type=parse_override,
-        help="key=value override of evaluate.json for the predictions (JSON value), e.g. tta=dihedral",
-    )
-    parser.add_argument("--folds", type=int, nargs="+", help="only these folds (default: every trained fold)")
+    add_held_out_arguments(parser)
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(DEFAULT_THRESHOLDS))
     parser.add_argument("--name", default=None, help="name of this check: its file ends in _<name>")
     args = parser.parse_args(argv)

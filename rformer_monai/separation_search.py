@@ -335,9 +335,9 @@ def write_search(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m rformer_monai.separation_search", description=__doc__.split("\n\n")[0])
+def add_held_out_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of :func:`collect_held_out_predictions`: ``--dataset_dir``, ``--cv_dir``, ``--config``,
+    ``--set`` and ``--folds``."""
     parser.add_argument("--dataset_dir", required=True)
     parser.add_argument("--cv_dir", required=True, type=Path)
     parser.add_argument("--config", action="append", default=[], help="the override files the CV was run with")
@@ -345,9 +345,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--set", action="append", default=[], type=parse_override,
         help="key=value override of evaluate.json for the predictions (JSON value), e.g. tta=dihedral",
     )
+    parser.add_argument("--folds", type=int, nargs="+", help="only these folds (default: every trained fold)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m rformer_monai.separation_search", description=__doc__.split("\n\n")[0])
+    add_held_out_arguments(parser)
     parser.add_argument("--name", default=None, help="name of this search: its files end in _<name>")
     parser.add_argument("--workers", type=int, default=1, help="processes scoring the settings")
-    parser.add_argument("--folds", type=int, nargs="+", help="only these folds (default: every trained fold)")
     parser.add_argument(
         "--objectives", nargs="+", choices=sorted(OBJECTIVES), default=[DEFAULT_OBJECTIVE],
         help="what settings are chosen on the other folds for, each in turn (errors: their size); the rows are "
