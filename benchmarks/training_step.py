@@ -16,12 +16,11 @@ import argparse
 import os
 import resource
 import time
-from pathlib import Path
 
 import torch
 from monai.bundle import ConfigParser
 
-TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "bundles" / "residualformer_sem" / "configs" / "train.json"
+from rformer_monai.cv import BUNDLE_CONFIGS
 
 
 def main() -> None:
@@ -32,7 +31,7 @@ def main() -> None:
     parser.add_argument("--roi", type=int, default=256, help="train.json's crop size")
     args = parser.parse_args()
     config = ConfigParser()
-    config.read_config(str(TRAIN_CONFIG))
+    config.read_config(str(BUNDLE_CONFIGS / "train.json"))
     network, loss = config.get_parsed_content("network_def"), config.get_parsed_content("loss")
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)

@@ -19,13 +19,13 @@ import json
 import logging
 from collections.abc import Sequence
 
-from rformer_monai.metrics.lines import line_probabilities, line_scores
+from rformer_monai.metrics.lines import LineProbabilities, line_probabilities, line_scores
 from rformer_monai.separation_search import add_held_out_arguments, collect_held_out_predictions, output_name
 
 logger = logging.getLogger("rformer_monai.line_check")
 
 LINE_CHECK_STEM = "line_check"
-DEFAULT_THRESHOLDS = (0.7, 0.8, 0.9)  # the particle thresholds separation_search chooses among
+DEFAULT_THRESHOLDS = (0.7, 0.8, 0.9)  # the particle thresholds of the README's separation searches
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float | int]]:
@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float | int]]
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     predictions = collect_held_out_predictions(args.dataset_dir, args.cv_dir, args.config, dict(args.set), args.folds)
-    lines_by_fold: dict[int, list] = {}
+    lines_by_fold: dict[int, list[LineProbabilities]] = {}
     for prediction in predictions:
         lines_by_fold.setdefault(prediction.fold, []).append(line_probabilities(prediction.probability, prediction.truth))
     scores = {f"fold_{fold}": line_scores(lines, args.thresholds) for fold, lines in sorted(lines_by_fold.items())}

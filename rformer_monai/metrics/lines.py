@@ -34,9 +34,10 @@ def line_probabilities(probability: np.ndarray, truth: np.ndarray) -> LineProbab
         raise ValueError(f"probability {probability.shape} and truth {truth.shape} differ in shape.")
     pairs = separation_line_pairs(truth > 0)
     on_line = pairs > 0
+    on_lines = probability[on_line].astype(np.float64)
     pair_maxima = np.full(int(pairs.max()), -np.inf)
-    np.maximum.at(pair_maxima, pairs[on_line] - 1, probability[on_line])
-    return LineProbabilities(on_lines=probability[on_line].astype(np.float64), pair_maxima=pair_maxima)
+    np.maximum.at(pair_maxima, pairs[on_line] - 1, on_lines)
+    return LineProbabilities(on_lines=on_lines, pair_maxima=pair_maxima)
 
 
 def line_scores(images: Iterable[LineProbabilities], thresholds: Sequence[float]) -> dict[str, float | int]:
@@ -44,10 +45,10 @@ def line_scores(images: Iterable[LineProbabilities], thresholds: Sequence[float]
     line pixels and of each pair's brightest line pixel, and for each threshold the share of pairs whose
     line stays at or below it (``kept_apart_<threshold>``: pairs the thresholded mask itself keeps apart)."""
     images = list(images)
-    on_lines = np.concatenate([image.on_lines for image in images]) if images else np.zeros(0)
-    pair_maxima = np.concatenate([image.pair_maxima for image in images]) if images else np.zeros(0)
-    if pair_maxima.size == 0:
+    if not any(image.pair_maxima.size for image in images):
         raise ValueError("no touching particles in these masks: nothing to score.")
+    on_lines = np.concatenate([image.on_lines for image in images])
+    pair_maxima = np.concatenate([image.pair_maxima for image in images])
     scores: dict[str, float | int] = {
         "pairs": int(pair_maxima.size),
         "line_pixels": int(on_lines.size),
