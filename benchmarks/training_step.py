@@ -1,6 +1,6 @@
 """CPU time of one training step of the bundle's network and loss, split into user and system time.
 
-    python benchmarks/training_step.py [--steps 6] [--batch_size 4] [--roi 256]
+    python benchmarks/training_step.py [--steps 6] [--batch_size 4] [--roi 256] [--config configs/X.json]
     MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296 python benchmarks/training_step.py
 
 The network and loss are train.json's (``network_def``, ``loss``), fed random images and a random two-class
@@ -29,9 +29,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch_size", type=int, default=4, help="train.json's batch size")
     parser.add_argument("--roi", type=int, default=256, help="train.json's crop size")
+    parser.add_argument("--config", nargs="*", default=[], help="configs merged over train.json, as cv run's")
     args = parser.parse_args()
     config = ConfigParser()
-    config.read_config(str(BUNDLE_CONFIGS / "train.json"))
+    config.read_config([str(BUNDLE_CONFIGS / "train.json"), *args.config])
     network, loss = config.get_parsed_content("network_def"), config.get_parsed_content("loss")
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
@@ -53,7 +54,7 @@ def main() -> None:
     seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
     malloc = {name: os.environ[name] for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if name in os.environ}
     print(
-        f"torch threads {torch.get_num_threads()}, batch {args.batch_size} x {args.roi}^2, malloc {malloc or 'default'}: "
+        f"{' + '.join(args.config) or 'train.json'}, torch threads {torch.get_num_threads()}, batch {args.batch_size} x {args.roi}^2, malloc {malloc or 'default'}: "
         f"{seconds / args.steps:.2f} s/step, user {(after.ru_utime - before.ru_utime) / args.steps:.2f} s, "
         f"system {(after.ru_stime - before.ru_stime) / args.steps:.2f} s, "
         f"minor faults {(after.ru_minflt - before.ru_minflt) / args.steps:.0f} per step"
