@@ -21,6 +21,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from rformer_monai.cv import BUNDLE_CONFIGS
+from rformer_monai.engines import keep_freed_buffers
 
 
 def main() -> None:
@@ -30,7 +31,11 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=4, help="train.json's batch size")
     parser.add_argument("--roi", type=int, default=256, help="train.json's crop size")
     parser.add_argument("--config", nargs="*", default=[], help="configs merged over train.json, as cv run's")
+    parser.add_argument(
+        "--keep_freed_buffers", action="store_true", help="call rformer_monai.engines.keep_freed_buffers first, as training does"
+    )
     args = parser.parse_args()
+    kept = args.keep_freed_buffers and keep_freed_buffers()
     config = ConfigParser()
     config.read_config([str(BUNDLE_CONFIGS / "train.json"), *args.config])
     network, loss = config.get_parsed_content("network_def"), config.get_parsed_content("loss")
@@ -54,7 +59,7 @@ def main() -> None:
     seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
     malloc = {name: os.environ[name] for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if name in os.environ}
     print(
-        f"{' + '.join(args.config) or 'train.json'}, torch threads {torch.get_num_threads()}, batch {args.batch_size} x {args.roi}^2, malloc {malloc or 'default'}: "
+        f"{' + '.join(args.config) or 'train.json'}, torch threads {torch.get_num_threads()}, batch {args.batch_size} x {args.roi}^2, malloc {malloc or 'default'}, keep_freed_buffers {kept}: "
         f"{seconds / args.steps:.2f} s/step, user {(after.ru_utime - before.ru_utime) / args.steps:.2f} s, "
         f"system {(after.ru_stime - before.ru_stime) / args.steps:.2f} s, "
         f"minor faults {(after.ru_minflt - before.ru_minflt) / args.steps:.0f} per step"

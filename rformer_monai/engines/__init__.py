@@ -1,6 +1,7 @@
 """Workflow pieces the bundle wires together: weight loading, resuming, learning-rate schedules, epoch logging,
 output writing, batch runs that survive bad inputs and interruptions, one-line user errors."""
 
+from rformer_monai.engines.allocator import keep_freed_buffers
 from rformer_monai.engines.checkpoints import (
     AtomicCheckpointWriter,
     BestModelSaver,
@@ -49,6 +50,7 @@ __all__ = [
     "TolerantDataset",
     "TolerantEvaluator",
     "TrainingCheckpointSaver",
+    "keep_freed_buffers",
     "as_bool",
     "check_settings",
     "epoch_seed",
