@@ -12,6 +12,7 @@ import torch
 from rformer_monai.engines import allocator, keep_freed_buffers
 
 GLIBC = platform.libc_ver()[0] == "glibc"
+GLIBC_DEFAULT_THRESHOLD = 128 * 1024  # bytes, both thresholds (malloc.h: DEFAULT_MMAP_THRESHOLD_MIN)
 
 
 def _minor_faults_of_large_allocations(count: int = 10, size_mb: int = 64) -> int:
@@ -22,19 +23,27 @@ def _minor_faults_of_large_allocations(count: int = 10, size_mb: int = 64) -> in
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
+def _set_thresholds(size: int) -> None:
+    """Set glibc's mmap and trim thresholds to ``size`` bytes."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    for parameter in (allocator.M_MMAP_THRESHOLD, allocator.M_TRIM_THRESHOLD):
+        libc.mallopt(parameter, size)
+
+
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
 def test_freed_buffers_are_reused_without_page_faults(monkeypatch):
     for name in allocator.MALLOC_ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
-    before = _minor_faults_of_large_allocations()
+    # glibc's default values (a bundle training earlier in this process may have raised them), which it then
+    # no longer adjusts as it runs; set again afterwards for the rest of the session
+    _set_thresholds(GLIBC_DEFAULT_THRESHOLD)
     try:
+        before = _minor_faults_of_large_allocations()
         assert keep_freed_buffers()
         _minor_faults_of_large_allocations(count=1)  # the first one maps its pages
         after = _minor_faults_of_large_allocations()
-    finally:  # glibc's default values again (no longer adjusted as it runs), for the rest of the session
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        libc.mallopt(allocator.M_MMAP_THRESHOLD, 128 * 1024)
-        libc.mallopt(allocator.M_TRIM_THRESHOLD, 128 * 1024)
+    finally:
+        _set_thresholds(GLIBC_DEFAULT_THRESHOLD)
     # each 64 MB buffer is 16384 pages of 4 KiB: mapped and faulted in anew by default, reused once kept
     assert before > 5 * 16384
     assert after < before / 10
