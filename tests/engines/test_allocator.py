@@ -2,51 +2,58 @@
 
 from __future__ import annotations
 
-import ctypes.util
+import os
 import platform
-import resource
+import subprocess
+import sys
 
 import pytest
-import torch
 
 from rformer_monai.engines import allocator, keep_freed_buffers
 
 GLIBC = platform.libc_ver()[0] == "glibc"
-GLIBC_DEFAULT_THRESHOLD = 128 * 1024  # bytes, both thresholds (malloc.h: DEFAULT_MMAP_THRESHOLD_MIN)
 
 
-def _minor_faults_of_large_allocations(count: int = 10, size_mb: int = 64) -> int:
-    """Minor page faults while allocating, touching and freeing ``count`` buffers of ``size_mb`` MB."""
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(count):
-        torch.ones(size_mb * 2**20 // 4)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+# a fresh process each: the heap of this one holds whatever earlier tests left in it
+FAULTS_OF_LARGE_ALLOCATIONS = """
+import resource, sys, torch
+from rformer_monai.engines import keep_freed_buffers
+mode, buffers, floats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+kept = mode == "keep" and keep_freed_buffers()
+torch.ones(floats)  # the first buffer maps its pages either way
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(buffers):
+    torch.ones(floats)
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+BUFFERS, BUFFER_MB = 10, 64
+PAGES_PER_BUFFER = BUFFER_MB * 2**20 // 4096
 
 
-def _set_thresholds(size: int) -> None:
-    """Set glibc's mmap and trim thresholds to ``size`` bytes."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    for parameter in (allocator.M_MMAP_THRESHOLD, allocator.M_TRIM_THRESHOLD):
-        libc.mallopt(parameter, size)
+def _minor_faults(mode: str) -> tuple[str, int]:
+    """Whether keep_freed_buffers applied and the minor page faults of allocating, touching and freeing
+    ``BUFFERS`` buffers of ``BUFFER_MB`` MB in a fresh process; ``mode`` ``"keep"`` calls it first."""
+    environment = {key: value for key, value in os.environ.items() if key not in allocator.MALLOC_ENVIRONMENT}
+    arguments = [mode, str(BUFFERS), str(BUFFER_MB * 2**20 // 4)]
+    result = subprocess.run(
+        [sys.executable, "-c", FAULTS_OF_LARGE_ALLOCATIONS, *arguments],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    kept, faults = result.stdout.split()
+    return kept, int(faults)
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
-def test_freed_buffers_are_reused_without_page_faults(monkeypatch):
-    for name in allocator.MALLOC_ENVIRONMENT:
-        monkeypatch.delenv(name, raising=False)
-    # glibc's default values (a bundle training earlier in this process may have raised them), which it then
-    # no longer adjusts as it runs; set again afterwards for the rest of the session
-    _set_thresholds(GLIBC_DEFAULT_THRESHOLD)
-    try:
-        before = _minor_faults_of_large_allocations()
-        assert keep_freed_buffers()
-        _minor_faults_of_large_allocations(count=1)  # the first one maps its pages
-        after = _minor_faults_of_large_allocations()
-    finally:
-        _set_thresholds(GLIBC_DEFAULT_THRESHOLD)
-    # each 64 MB buffer is 16384 pages of 4 KiB: mapped and faulted in anew by default, reused once kept
-    assert before > 5 * 16384
-    assert after < before / 10
+def test_freed_buffers_are_reused_without_page_faults():
+    kept_default, faults_default = _minor_faults("default")
+    kept, faults = _minor_faults("keep")
+    assert (kept_default, kept) == ("False", "True")
+    # by default every buffer above glibc's mmap threshold is mapped and faulted in anew; once kept, reused
+    assert faults_default > BUFFERS // 2 * PAGES_PER_BUFFER
+    assert faults < faults_default / 10
 
 
 @pytest.mark.parametrize("name", allocator.MALLOC_ENVIRONMENT)
