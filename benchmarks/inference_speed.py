@@ -3,7 +3,7 @@ against MONAI BasicUNet and SegResNet.
 
     python benchmarks/inference_speed.py [--quick] [--skip_8192] [--repeats 3] [--models bundle segresnet ...]
         [--threads N] [--sw_batch_size 4] [--tta] [--devices cpu cuda]
-        [--cuda_precision bf16] [--channels_last] [--compile]
+        [--cuda_precision bf16] [--channels_last] [--compile] [--keep_freed_buffers]
 
 Every model is the bundle's inference.json network with its ``configs/`` override merged on, as in the
 cross-validation, and runs in the same run on the same synthetic micrograph, with the bundle's sliding window
@@ -85,8 +85,11 @@ def run_case(case: dict) -> dict:
     """Time sliding-window inference of one model on one image; returns seconds, windows and peak memory."""
     from monai.inferers import SlidingWindowInferer
 
+    from rformer_monai.engines import keep_freed_buffers
     from rformer_monai.inference import DihedralTTA
 
+    if case["keep_freed_buffers"]:
+        keep_freed_buffers()
     if case["threads"]:
         torch.set_num_threads(case["threads"])
     device = torch.device(case["device"])
@@ -177,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cuda_precision", choices=sorted(PRECISIONS), default="bf16", help="autocast on CUDA")
     parser.add_argument("--channels_last", action="store_true", help="channels-last memory format")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument(
+        "--keep_freed_buffers", action="store_true", help="call rformer_monai.engines.keep_freed_buffers, as inference.json does"
+    )
     arguments = parser.parse_args(argv)
     if arguments.case:
         print(json.dumps(run_case(json.loads(arguments.case))))
@@ -201,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             "device": device, "threads": arguments.threads, "sw_batch_size": arguments.sw_batch_size,
             "precision": arguments.cuda_precision, "channels_last": arguments.channels_last,
             "compile": arguments.compile, "repeats": repeats, "tta": False,
+            "keep_freed_buffers": arguments.keep_freed_buffers,
         }
         for model in arguments.models:
             small = run_in_subprocess({**base, "model": model, "shape": SMALL_IMAGE})

@@ -22,6 +22,7 @@ from monai.bundle import ConfigParser
 
 from rformer_monai.cv import BUNDLE_CONFIGS
 from rformer_monai.engines import keep_freed_buffers
+from rformer_monai.engines.allocator import MALLOC_ENVIRONMENT
 
 
 def main() -> None:
@@ -57,7 +58,7 @@ def main() -> None:
     for _ in range(args.steps):
         step()
     seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
-    malloc = {name: os.environ[name] for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if name in os.environ}
+    malloc = {name: os.environ[name] for name in MALLOC_ENVIRONMENT if name in os.environ}
     print(
         f"{' + '.join(args.config) or 'train.json'}, torch threads {torch.get_num_threads()}, batch {args.batch_size} x {args.roi}^2, malloc {malloc or 'default'}, keep_freed_buffers {kept}: "
         f"{seconds / args.steps:.2f} s/step, user {(after.ru_utime - before.ru_utime) / args.steps:.2f} s, "
