@@ -192,10 +192,11 @@ class LineWeightAndRelativeBorderd(_ArrayTransformd):
         keys: KeysCollection,
         sigma_px: float = DEFAULT_LINE_SIGMA_PX,
         balance_area_px: float = 0.0,
+        line_weight: float = DEFAULT_LINE_WEIGHT,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        weight = SeparationWeight(sigma_px=sigma_px, balance_area_px=balance_area_px)
+        weight = SeparationWeight(line_weight=line_weight, sigma_px=sigma_px, balance_area_px=balance_area_px)
         self.transform = StackSeparationTargets([weight, RelativeBorderProximity()])
 
 

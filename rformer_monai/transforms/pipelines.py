@@ -95,11 +95,14 @@ def load_transforms(
     return transforms
 
 
-def separation_transform(target: str, size_px: float | None = None, balance_area_px: float = 0.0) -> MapTransform:
+def separation_transform(
+    target: str, size_px: float | None = None, balance_area_px: float = 0.0, line_weight: float | None = None
+) -> MapTransform:
     """The label transform that adds the separation target (a key of :data:`SEPARATION_TARGETS`) to the mask;
-    ``size_px`` is the target's size argument (None for its default), ``balance_area_px`` the area below which
-    the loss weights count small particles up (:class:`~rformer_monai.transforms.SeparationWeight`; only for
-    the targets with weights)."""
+    ``size_px`` is the target's size argument (None for its default); for the targets with loss weights only
+    (:class:`~rformer_monai.transforms.SeparationWeight`), ``balance_area_px`` is the area below which they
+    count small particles up and ``line_weight`` their peak on a line between touching particles (None for
+    the default)."""
     if target not in SEPARATION_TARGETS:
         raise ValueError(f"separation_target must be one of {sorted(SEPARATION_TARGETS)} or None, got {target!r}.")
     transform, size_argument = SEPARATION_TARGETS[target]
@@ -117,6 +120,13 @@ def separation_transform(target: str, size_px: float | None = None, balance_area
                 f"got {balance_area_px!r} (use one of {sorted(WEIGHTED_TARGETS)})."
             )
         arguments["balance_area_px"] = balance_area_px
+    if line_weight is not None:
+        if target not in WEIGHTED_TARGETS:
+            raise ValueError(
+                f"separation_target {target!r} has no loss weights: line_weight must be None, got {line_weight!r} "
+                f"(use one of {sorted(WEIGHTED_TARGETS)})."
+            )
+        arguments["line_weight"] = line_weight
     return transform(keys=LABEL_KEY, **arguments)
 
 
@@ -129,6 +139,7 @@ def train_transforms(
     separation_target: str | None = None,
     separation_px: float | None = None,
     balance_area_px: float = 0.0,
+    line_weight: float | None = None,
 ) -> Compose:
     """The paper's training pipeline: crops sampling particles and background, flips, 90-degree rotations,
     brightness, contrast and zoom.
@@ -153,13 +164,15 @@ def train_transforms(
         balance_area_px: with loss weights (``"weight"``, ``"weight_and_relative_border"``), particles smaller
             than this many pixels weigh as much as one of this area
             (:class:`~rformer_monai.transforms.SeparationWeight`); 0 is off.
+        line_weight: with loss weights, their peak above 1 on a line between touching particles; None for
+            the default (:data:`~rformer_monai.transforms.array.DEFAULT_LINE_WEIGHT`).
     """
     if not 0.0 <= foreground_fraction <= 1.0:
         raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}.")
     keys = [IMAGE_KEY, LABEL_KEY]
     targets = []
     if separation_target is not None:
-        targets = [separation_transform(separation_target, separation_px, balance_area_px)]
+        targets = [separation_transform(separation_target, separation_px, balance_area_px, line_weight)]
     return Compose(
         load_transforms(with_label=True, intensity=intensity, crop_bottom=crop_bottom)
         + [

@@ -24,6 +24,8 @@ from rformer_monai.transforms import (
     separation_lines,
     train_transforms,
 )
+from rformer_monai.transforms.array import DEFAULT_LINE_WEIGHT
+from rformer_monai.transforms.pipelines import separation_transform
 
 
 def two_squares_split_by_a_line() -> np.ndarray:
@@ -252,6 +254,17 @@ def test_balance_needs_a_target_with_weights():
     out = LineWeightAndRelativeBorderd(keys="label", balance_area_px=400)({"label": label})["label"]
     assert torch.equal(out[1], SeparationWeight(balance_area_px=400)(label)[1])  # 100 px squares: factor 4
     assert out[1].min() == pytest.approx(1.0, abs=1e-3) and out[1][10, 10] == pytest.approx(4 * SeparationWeight()(label)[1][10, 10])
+
+
+def test_line_weight_sets_the_peak_of_the_weights_on_a_line():
+    with pytest.raises(ValueError, match="no loss weights: line_weight"):
+        train_transforms(separation_target="relative_border", line_weight=30)
+    label = torch.as_tensor(two_squares_split_by_a_line()[None], dtype=torch.float32)
+    heavy = separation_transform("weight_and_relative_border", 3, line_weight=30)({"label": label})["label"]
+    default = separation_transform("weight_and_relative_border", 3)({"label": label})["label"]
+    assert heavy[1].max() == pytest.approx(31.0) and default[1].max() == pytest.approx(1 + DEFAULT_LINE_WEIGHT)
+    assert torch.equal(heavy[1], SeparationWeight(line_weight=30, sigma_px=3)(label)[1])
+    assert torch.equal(heavy[2], default[2])  # the distance map does not depend on the weights
 
 
 def test_training_crops_centre_on_particles_of_the_mask_not_on_the_weights(write_tiff):
