@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["FOUR_CONNECTED", "equivalent_circular_diameter", "label_particles", "separated_foreground"]
+__all__ = [
+    "FOUR_CONNECTED",
+    "equivalent_circular_diameter",
+    "label_particles",
+    "remove_small_particles",
+    "separated_foreground",
+]
 
 FOUR_CONNECTED = ndi.generate_binary_structure(2, 1)
 """Structuring element of 4-connectivity (edge neighbours only): the BAM ground truth's particles."""
@@ -31,6 +37,23 @@ def label_particles(mask: np.ndarray) -> np.ndarray:
         )
     labels, _ = ndi.label(mask > 0, structure=FOUR_CONNECTED)
     return labels.astype(np.int32, copy=False)
+
+
+def remove_small_particles(labels: np.ndarray, min_size_px: int) -> np.ndarray:
+    """The particles of ``labels`` of at least ``min_size_px`` pixels, labelled again 1..N (4-connected, raster
+    order of their first pixel); ``labels`` itself (as int32) when none is smaller.
+
+    Args:
+        labels: (H, W) integer instance labels, 0 background, whose particles are 4-connected.
+        min_size_px: smallest area kept, in pixels.
+    """
+    labels = np.asarray(labels).astype(np.int32, copy=False)
+    areas = np.bincount(labels.ravel(), minlength=int(labels.max(initial=0)) + 1)
+    too_small = (areas > 0) & (areas < min_size_px)
+    too_small[0] = False
+    if not too_small.any():
+        return labels
+    return label_particles(np.where(too_small[labels], 0, labels))
 
 
 def separated_foreground(labels: np.ndarray) -> np.ndarray:

@@ -45,6 +45,7 @@ from rformer_monai.labelling import (
     FOUR_CONNECTED,
     equivalent_circular_diameter,
     label_particles,
+    remove_small_particles,
 )
 
 __all__ = [
@@ -347,15 +348,9 @@ def separate_particles(
     )
     regions = watershed(-landscape, markers, mask=mask, watershed_line=True)
 
-    labels, count = ndi.label(regions > 0, structure=FOUR_CONNECTED)
-    areas = np.bincount(labels.ravel(), minlength=count + 1)
-    too_small = areas < min_size_px
-    too_small[0] = False
-    if too_small.any():
-        labels[too_small[labels]] = 0
-        labels, count = ndi.label(labels > 0, structure=FOUR_CONNECTED)
-    logger.debug("separate_particles: %d particles", count)
-    return labels.astype(np.int32, copy=False)
+    labels = remove_small_particles(label_particles(regions > 0), int(min_size_px))
+    logger.debug("separate_particles: %d particles", labels.max(initial=0))
+    return labels
 
 
 # ------------------------------------------------------------------------------------------

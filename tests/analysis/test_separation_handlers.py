@@ -48,6 +48,19 @@ def test_instance_evaluation_splits_along_separation(tmp_path, merged_pair, with
     assert report["ecd_unit"] == "nm"
 
 
+def test_instance_evaluation_scores_the_measurable_particles_apart(tmp_path, merged_pair):
+    """A 2 px sliver of the truth that no prediction keeps counts against the scores, not against those of
+    the particles of at least the particle step's smallest size."""
+    probability, truth, separation = merged_pair
+    truth[0, 0:2] = True
+    handler = InstanceEvaluationHandler(tmp_path, separation={"min_size_px": 5})
+    run_handler(handler, sample_of(probability, truth, separation))
+    report = json.loads((tmp_path / "instance_metrics.json").read_text())
+    assert report["pooled"]["true_count"] == 3 and report["pooled"]["f1"] == pytest.approx(0.8)
+    assert report["measurable"]["min_size_px"] == 5
+    assert report["measurable"]["pooled"]["true_count"] == 2 and report["measurable"]["pooled"]["f1"] == pytest.approx(1.0)
+
+
 def test_particle_analysis_counts_two_particles_with_separation(tmp_path, write_tiff, merged_pair):
     probability, _, separation = merged_pair
     source = write_tiff("pair.tif", (probability * 255).astype(np.uint8))

@@ -73,7 +73,10 @@ def test_network_fold_trains_and_evaluates_through_the_bundle(tiny_dataset, tiny
     assert instances["pooled"]["true_count"] == sum(image["true_count"] for image in instances["per_image"])
     summary = cv.summarize(output, "tiny", {"parameters": 1})
     assert summary["instances"]["pooled"]["true_count"] == instances["pooled"]["true_count"]
-    assert "Particles (IoU > 0.5" in (output / "cv_report.md").read_text()
+    measurable = summary["instances"]["measurable"]
+    assert measurable["pooled"]["true_count"] == instances["measurable"]["pooled"]["true_count"] <= instances["pooled"]["true_count"]
+    report = (output / "cv_report.md").read_text()
+    assert "Particles (IoU > 0.5" in report and f"of at least {measurable['min_size_px']} px" in report
     assert (output / "learning_curves.png").stat().st_size > 0
     table = cv.compare([output], tmp_path / "comparison.md")
     assert "tiny" in table and f"{summary['mean']['dice']:.4f}" in table
