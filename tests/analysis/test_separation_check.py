@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from dataset_helpers import write_labelled_dataset
 
-from rformer_monai.separation_check import GUIDES, check_separation, close_separation_lines, main, split_with_guide
+from rformer_monai.separation_check import (
+    GUIDES,
+    check_separation,
+    close_separation_lines,
+    main,
+    split_with_guide,
+    true_particle_sizes,
+)
 
 
 def squares_sharing_an_edge() -> np.ndarray:
@@ -42,6 +49,17 @@ def test_check_scores_every_guide_against_the_true_particles():
     assert scores["relative_border"]["f1"] == 1.0 and scores["lines_kept"]["count_error"] == 0.0
 
 
+def test_true_particle_sizes_count_the_slivers_and_leave_them_out_of_the_median():
+    mask = np.zeros((20, 40), dtype=bool)
+    mask[0, 0:2] = True  # a 2 px sliver
+    mask[0:3, 20:24] = True  # 12 px
+    mask[5:15, 5:15] = True  # 100 px
+    sizes = true_particle_sizes([mask], min_size_px=10)
+    assert sizes["true_count"] == 3 and sizes["under_min_size"] == 1 and sizes["min_size_px"] == 10
+    assert sizes["median_ecd_px"] == pytest.approx(np.sqrt(48 / np.pi))  # the 12 px particle, the middle of three
+    assert sizes["measurable_median_ecd_px"] == pytest.approx((np.sqrt(48 / np.pi) + np.sqrt(400 / np.pi)) / 2)
+
+
 def test_unknown_guide_is_a_clear_error():
     with pytest.raises(ValueError, match="guide must be one of"):
         split_with_guide(squares_sharing_an_edge(), "oracle")
@@ -54,4 +72,5 @@ def test_command_writes_the_scores_of_a_dataset(tmp_path):
     written = json.loads(output.read_text())
     assert written["images"] == 2 and set(written["scores"]) == set(GUIDES)
     assert written["scores"]["lines_kept"]["true_count"] > 0
+    assert written["true_particles"]["true_count"] == written["scores"]["lines_kept"]["true_count"]
     assert 0.0 <= written["scores"]["watershed"]["f1"] <= written["scores"]["lines_kept"]["f1"] <= 1.0
