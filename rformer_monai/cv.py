@@ -318,11 +318,11 @@ def _instance_summary(fold_dirs: Sequence[Path]) -> dict[str, Any]:
         "std": {key: value[1] for key, value in mean_std.items()},
         "pooled": _pooled_detection(per_fold),
     }
-    min_sizes = {report["measurable"]["min_size_px"] for report in reports if "measurable" in report}
-    if len(min_sizes) == 1 and all("measurable" in report for report in reports):
+    measurable = [report.get("measurable") for report in reports]
+    if all(measurable) and len({fold["min_size_px"] for fold in measurable}) == 1:
         summary["measurable"] = {
-            "min_size_px": min_sizes.pop(),
-            "pooled": _pooled_detection([report["measurable"]["pooled"] for report in reports]),
+            "min_size_px": measurable[0]["min_size_px"],
+            "pooled": _pooled_detection([fold["pooled"] for fold in measurable]),
         }
     return summary
 

@@ -113,20 +113,17 @@ def separation_transform(
                 f"separation_target {target!r} takes no size: separation_px must be None, got {size_px!r}."
             )
         arguments[size_argument] = size_px
-    if balance_area_px:
+    # the loss weights' arguments, each with its value that leaves the weights alone and what it does to them
+    weight_arguments = (("balance_area_px", balance_area_px, 0, " to balance"), ("line_weight", line_weight, None, ""))
+    for name, value, unset, purpose in weight_arguments:
+        if value is None or value == unset:
+            continue
         if target not in WEIGHTED_TARGETS:
             raise ValueError(
-                f"separation_target {target!r} has no loss weights to balance: balance_area_px must be 0, "
-                f"got {balance_area_px!r} (use one of {sorted(WEIGHTED_TARGETS)})."
-            )
-        arguments["balance_area_px"] = balance_area_px
-    if line_weight is not None:
-        if target not in WEIGHTED_TARGETS:
-            raise ValueError(
-                f"separation_target {target!r} has no loss weights: line_weight must be None, got {line_weight!r} "
+                f"separation_target {target!r} has no loss weights{purpose}: {name} must be {unset}, got {value!r} "
                 f"(use one of {sorted(WEIGHTED_TARGETS)})."
             )
-        arguments["line_weight"] = line_weight
+        arguments[name] = value
     return transform(keys=LABEL_KEY, **arguments)
 
 
