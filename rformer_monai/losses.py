@@ -9,7 +9,7 @@ from monai.losses import DiceLoss
 from torch import nn
 
 from rformer_monai.transforms.array import separation_line_pairs
-from rformer_monai.transforms.dictionary import LABEL_WITH_TARGETS_CHANNELS, SEPARATION_CHANNELS
+from rformer_monai.transforms.dictionary import MASK_AND_WEIGHT_CHANNELS
 
 __all__ = [
     "DiceAndWeightedBCELoss",
@@ -57,11 +57,12 @@ def line_maximum_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class MaskAndSeparationLoss(nn.Module):
-    """The paper's Dice loss on the particle channel plus binary cross-entropy on the separation channel.
+    """The paper's Dice loss on the particle channel plus binary cross-entropy on the separation channels.
 
-    Dice (over the batch, on the sigmoid of the logits) suits the particle mask; the separation target is
-    thin or soft (a band or a border-proximity map, see :class:`rformer_monai.transforms.SeparationBand`),
-    where a Dice loss settles on a diffuse prediction over whole particles, so it is fitted per pixel.
+    Dice (over the batch, on the sigmoid of the logits) suits the particle mask; the separation targets are
+    thin or soft (a band, a border-proximity map or centre offsets, see
+    :class:`rformer_monai.transforms.SeparationBand`), where a Dice loss settles on a diffuse prediction over
+    whole particles, so they are fitted per pixel.
 
     Args:
         separation_weight: weight of the separation term.
@@ -78,22 +79,20 @@ class MaskAndSeparationLoss(nn.Module):
         self.cross_entropy = nn.BCEWithLogitsLoss()
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Loss of ``logits`` (B, 2, *spatial) against ``target`` (B, 2, *spatial): mask, separation in [0, 1]."""
-        target_channels = self.mask_target_channels + 1
-        if (
-            logits.shape[1] != SEPARATION_CHANNELS
-            or target.shape[1] != target_channels
-            or target.shape[2:] != logits.shape[2:]
-        ):
+        """Loss of ``logits`` (B, 1 + k, *spatial) against ``target`` (B, m + k, *spatial): the mask's m channels
+        (:attr:`mask_target_channels`), then the k separation targets in [0, 1]; k >= 1."""
+        separation_channels = logits.shape[1] - 1
+        target_channels = self.mask_target_channels + separation_channels
+        if separation_channels < 1 or target.shape[1] != target_channels or target.shape[2:] != logits.shape[2:]:
             raise ValueError(
-                f"logits must be (B, {SEPARATION_CHANNELS}, ...) and target (B, {target_channels}, ...) "
-                f"of the same spatial shape, got {tuple(logits.shape)} and {tuple(target.shape)}."
+                f"logits must be (B, 1 + k, ...), k >= 1, and target (B, {self.mask_target_channels} + k, ...) of "
+                f"the same spatial shape, got {tuple(logits.shape)} and {tuple(target.shape)}."
             )
         mask_loss = self.mask_loss(logits[:, :1], target[:, : self.mask_target_channels])
         return mask_loss + self.separation_weight * self.separation_loss(logits, target)
 
     def separation_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The separation term: cross-entropy of the separation logits against the target's last channel."""
+        """The separation term: cross-entropy of the separation logits against the target's last channels."""
         return self.cross_entropy(logits[:, 1:], target[:, self.mask_target_channels :])
 
 
@@ -122,9 +121,9 @@ class DiceAndWeightedBCELoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of ``logits`` (B, 1, *spatial) against ``target`` (B, 2, *spatial): the 0/1 mask, its weights."""
-        if logits.shape[1] != 1 or target.shape[1] != SEPARATION_CHANNELS or target.shape[2:] != logits.shape[2:]:
+        if logits.shape[1] != 1 or target.shape[1] != MASK_AND_WEIGHT_CHANNELS or target.shape[2:] != logits.shape[2:]:
             raise ValueError(
-                f"logits must be (B, 1, ...) and target (B, {SEPARATION_CHANNELS}, ...) of the same spatial shape, "
+                f"logits must be (B, 1, ...) and target (B, {MASK_AND_WEIGHT_CHANNELS}, ...) of the same spatial shape, "
                 f"got {tuple(logits.shape)} and {tuple(target.shape)}."
             )
         mask, weight = target[:, :1], target[:, 1:]
@@ -136,9 +135,9 @@ class DiceAndWeightedBCELoss(nn.Module):
 
 class WeightedMaskAndSeparationLoss(MaskAndSeparationLoss):
     """:class:`MaskAndSeparationLoss` with :class:`DiceAndWeightedBCELoss` on the particle channel: the
-    bundle's line-weighted mask loss kept, with a separation output (such as a distance map normalised per
-    particle) learnt beside it. The target is (B, 3, *spatial): the 0/1 mask, its loss weights, the
-    separation target in [0, 1].
+    bundle's line-weighted mask loss kept, with separation outputs (such as a distance map normalised per
+    particle, or centre offsets) learnt beside it. The target is (B, 2 + k, *spatial): the 0/1 mask, its loss
+    weights, the k separation targets in [0, 1].
 
     Args:
         cross_entropy_weight: weight of the mask's weighted cross-entropy term.
@@ -148,7 +147,7 @@ class WeightedMaskAndSeparationLoss(MaskAndSeparationLoss):
         line_maximum_weight: weight of the mask channel's :func:`line_maximum_loss`.
     """
 
-    mask_target_channels = LABEL_WITH_TARGETS_CHANNELS - 1
+    mask_target_channels = MASK_AND_WEIGHT_CHANNELS
 
     def __init__(
         self,
@@ -162,8 +161,8 @@ class WeightedMaskAndSeparationLoss(MaskAndSeparationLoss):
         self.weighted_separation = weighted_separation
 
     def separation_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The separation term: cross-entropy of the separation logits against the last target channel, weighted
-        by the loss-weight channel when ``weighted_separation``."""
+        """The separation term: cross-entropy of the separation logits against the last target channels,
+        weighted by the loss-weight channel when ``weighted_separation``."""
         if not self.weighted_separation:
             return super().separation_loss(logits, target)
         return weighted_cross_entropy(logits[:, 1:], target[:, self.mask_target_channels :], target[:, 1:2])

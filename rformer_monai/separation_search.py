@@ -136,7 +136,7 @@ class PredictionCollector:
                 HeldOutPrediction(
                     name=Path(str(meta.get("filename_or_obj", len(self.predictions)))).stem,
                     probability=prediction.detach().cpu().float().numpy()[0],
-                    separation=None if separation is None else separation.detach().cpu().float().numpy()[0],
+                    separation=None if separation is None else separation.detach().cpu().float().numpy(),
                     truth=sample["label"].detach().cpu().numpy()[0] > 0,
                     pixel_size_nm=pixel_size_from_meta(meta) if meta else None,
                     fold=self.fold,

@@ -34,7 +34,7 @@ def test_gradient_reaches_both_channels():
 
 @pytest.mark.parametrize("logits_shape, target_shape", [((1, 1, 4, 4), (1, 1, 4, 4)), ((1, 2, 4, 4), (1, 1, 4, 4))])
 def test_shape_errors(logits_shape, target_shape):
-    with pytest.raises(ValueError, match=r"\(B, 2, \.\.\.\)"):
+    with pytest.raises(ValueError, match=r"target \(B, 1 \+ k, \.\.\.\)"):
         MaskAndSeparationLoss()(torch.zeros(logits_shape), torch.zeros(target_shape))
 
 
@@ -120,8 +120,18 @@ def test_weighted_cross_entropy_ignores_zero_weights():
 
 @pytest.mark.parametrize("logits_shape, target_shape", [((1, 1, 4, 4), (1, 3, 4, 4)), ((1, 2, 4, 4), (1, 2, 4, 4))])
 def test_weighted_mask_and_separation_loss_shape_errors(logits_shape, target_shape):
-    with pytest.raises(ValueError, match=r"\(B, 3, \.\.\.\)"):
+    with pytest.raises(ValueError, match=r"target \(B, 2 \+ k, \.\.\.\)"):
         WeightedMaskAndSeparationLoss()(torch.zeros(logits_shape), torch.zeros(target_shape))
+
+
+def test_weighted_mask_and_separation_loss_fits_every_separation_channel():
+    # two offset channels after the mask: the separation term is the cross-entropy over both
+    logits = torch.randn(2, 3, 6, 6)
+    target = torch.cat([torch.ones(2, 1, 6, 6), torch.full((2, 1, 6, 6), 3.0), torch.rand(2, 2, 6, 6)], dim=1)
+    loss = WeightedMaskAndSeparationLoss(separation_weight=0.5, weighted_separation=True)
+    mask_only = WeightedMaskAndSeparationLoss(separation_weight=0.0)(logits, target)
+    expected = mask_only + 0.5 * torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 1:], target[:, 2:])
+    assert float(loss(logits, target)) == pytest.approx(float(expected), rel=1e-5)
 
 
 def squares_split_by_lines() -> torch.Tensor:

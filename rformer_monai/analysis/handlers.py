@@ -53,7 +53,7 @@ def _probabilities(
     separation = sample.get(separation_key)
     return particle_step_maps(
         sample[pred_key].detach().cpu().float().numpy()[0],
-        None if separation is None else separation.detach().cpu().float().numpy()[0],
+        None if separation is None else separation.detach().cpu().float().numpy(),
         valley_gain,
     )
 

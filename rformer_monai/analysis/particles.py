@@ -60,11 +60,13 @@ __all__ = [
     "SIZE_STATISTICS",
     "column_unit",
     "deepen_valleys",
+    "offset_boundaries",
     "particle_step_maps",
     "label_particles",
     "measure_particles",
     "particle_table_rows",
     "separate_particles",
+    "separation_map",
     "size_statistics",
     "summarize_particles",
     "SUMMARY_KEYS",
@@ -93,6 +95,10 @@ DEFAULT_MARKER_RISE = 0.0
 LOG_FLOOR = 1e-3
 """The landscape's floor (pixels of distance) before its logarithm: background and particle edges."""
 DEFAULT_VALLEY_GAIN = 0.0
+# the fall of a centre offset (in [-1, 1]) per pixel that counts as a whole boundary: a jump from +1 to -1
+# drawn over 4 px; steeper falls saturate at 1, the rise inside a particle (2 / its width) counts 0
+OFFSET_FLIP_SLOPE = 0.5
+OFFSET_CHANNELS = 2  # horizontal and vertical centre offsets (rformer_monai.transforms.CentreOffsets)
 """How strongly :func:`deepen_valleys` lowers thin valleys of the probability (0: not at all)."""
 VALLEY_FOOTPRINT_PX = 3
 """Side of the square grey closing that fills a valley: valleys up to two pixels wide are deepened."""
@@ -259,15 +265,55 @@ def cut_along_separation(probability: np.ndarray, separation: np.ndarray | None)
     return probability * (1.0 - separation)
 
 
+def offset_boundaries(offsets: np.ndarray) -> np.ndarray:
+    """Where a network's centre offsets (2, H, W) in [0, 1] (horizontal, vertical; 0.5 at a particle's
+    centroid, see :class:`rformer_monai.transforms.CentreOffsets`) say that two particles meet: inside a
+    particle the horizontal offset rises to the right and the vertical one downwards, and where a particle
+    ends at its neighbour they fall back, from one side of the first particle to the near side of the
+    next. The steeper fall of the two (central differences, in offsets of [-1, 1] per pixel) over
+    :data:`OFFSET_FLIP_SLOPE`, clipped to [0, 1]: 1 on a boundary, 0 inside particles and on the background.
+
+    Raises:
+        ValueError: when ``offsets`` is not (2, H, W).
+    """
+    offsets = np.asarray(offsets, dtype=np.float64)
+    if offsets.ndim != 3 or offsets.shape[0] != OFFSET_CHANNELS:
+        raise ValueError(f"offsets must be ({OFFSET_CHANNELS}, H, W), got shape {offsets.shape}.")
+    signed = 2.0 * offsets - 1.0
+    horizontal_fall = -np.gradient(signed[0], axis=1)
+    vertical_fall = -np.gradient(signed[1], axis=0)
+    return np.clip(np.maximum(horizontal_fall, vertical_fall) / OFFSET_FLIP_SLOPE, 0.0, 1.0)
+
+
+def separation_map(separation: np.ndarray) -> np.ndarray:
+    """A network's separation output as the (H, W) map of :func:`cut_along_separation`: one channel (a band or
+    a border proximity: (H, W) or (1, H, W)) as it is, two channels (centre offsets) as their boundaries
+    (:func:`offset_boundaries`).
+
+    Raises:
+        ValueError: on another shape.
+    """
+    separation = np.asarray(separation, dtype=np.float64)
+    if separation.ndim == 2:
+        return separation
+    if separation.ndim == 3 and separation.shape[0] == 1:
+        return separation[0]
+    if separation.ndim == 3 and separation.shape[0] == OFFSET_CHANNELS:
+        return offset_boundaries(separation)
+    raise ValueError(f"separation must be (H, W), (1, H, W) or ({OFFSET_CHANNELS}, H, W), got shape {separation.shape}.")
+
+
 def particle_step_maps(
     probability: np.ndarray, separation: np.ndarray | None = None, valley_gain: float = DEFAULT_VALLEY_GAIN
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """What the particle step works on: the probability with its thin valleys deepened by ``valley_gain``
     (:func:`deepen_valleys`), which the particle threshold turns into the mask, and, where a network's
-    separation output is given, that probability cut along it (:func:`cut_along_separation`), the
-    ``probability`` that guides :func:`separate_particles`; else None."""
+    separation output is given (:func:`separation_map`), that probability cut along it
+    (:func:`cut_along_separation`), the ``probability`` that guides :func:`separate_particles`; else None."""
     probability = deepen_valleys(probability, valley_gain)
-    return probability, None if separation is None else cut_along_separation(probability, separation)
+    if separation is None:
+        return probability, None
+    return probability, cut_along_separation(probability, separation_map(separation))
 
 
 def separate_particles(

@@ -283,9 +283,38 @@ class RelativeBorderProximity(Transform):
         return _stacked_like(mask, array, proximity)
 
 
+class CentreOffsets(Transform):
+    """Append two channels to a binary mask (1, H, W): each pixel's horizontal and vertical offset from the
+    centroid of its 4-connected particle, divided by the particle's largest offset along that axis and mapped
+    from [-1, 1] to [0, 1] (0.5 at the centroid and on the background). Across the line between two touching
+    particles an offset jumps from one particle's far side to the other's near side, a step that a network
+    can draw where it cannot draw the one-pixel line itself: the horizontal and vertical maps of HoVer-Net
+    (Graham et al., Medical Image Analysis 2019), which :func:`rformer_monai.analysis.offset_boundaries`
+    turns back into boundaries.
+    """
+
+    def __call__(self, mask: torch.Tensor) -> torch.Tensor:
+        """Return (3, H, W): the 0/1 mask, its horizontal and its vertical offsets in [0, 1], of ``mask``'s type."""
+        array = _one_channel_mask(mask)
+        labels = label_particles(array)
+        offsets = [np.full(array.shape, 0.5), np.full(array.shape, 0.5)]
+        count = int(labels.max())
+        if count:
+            index = np.arange(1, count + 1)
+            inside = labels > 0
+            rows, columns = np.nonzero(inside)
+            centroids = np.asarray(ndi.center_of_mass(array, labels, index)).reshape(count, 2)
+            for axis, coordinates in ((1, columns), (0, rows)):
+                offset = coordinates - centroids[labels[inside] - 1, axis]
+                largest = ndi.maximum(np.abs(offset), labels[inside], index)
+                scale = np.maximum(np.asarray(largest).reshape(count), np.finfo(np.float64).eps)
+                offsets[1 - axis][inside] = 0.5 + 0.5 * offset / scale[labels[inside] - 1]
+        return _stacked_like(mask, array, *offsets)
+
+
 class StackSeparationTargets(Transform):
-    """Append the second channel of each of ``targets`` (transforms of a (1, H, W) mask into (2, H, W), such as
-    :class:`SeparationWeight`) to a binary mask: (1 + len(targets), H, W), the mask first.
+    """Append the channels after the first of each of ``targets`` (transforms of a (1, H, W) mask into
+    (1 + k, H, W), such as :class:`SeparationWeight`, k = 1) to a binary mask, the mask first.
 
     Args:
         targets: the target transforms, in channel order.
@@ -297,10 +326,10 @@ class StackSeparationTargets(Transform):
         self.targets = list(targets)
 
     def __call__(self, mask: torch.Tensor) -> torch.Tensor:
-        """Return (1 + len(targets), H, W) float32 of ``mask``'s type."""
-        seconds = [target(mask)[1] for target in self.targets]
-        seconds = [second.detach().cpu().numpy() if isinstance(second, torch.Tensor) else second for second in seconds]
-        return _stacked_like(mask, _one_channel_mask(mask), *seconds)
+        """Return (1 + the targets' added channels, H, W) float32 of ``mask``'s type."""
+        extras = [target(mask)[1:] for target in self.targets]
+        extras = [extra.detach().cpu().numpy() if isinstance(extra, torch.Tensor) else extra for extra in extras]
+        return _stacked_like(mask, _one_channel_mask(mask), *(channel for extra in extras for channel in extra))
 
 
 class SeparationWeight(Transform):

@@ -17,6 +17,7 @@ from rformer_monai.transforms.array import (
     DEFAULT_SEPARATION_BAND_PX,
     BinarizeMask,
     BorderProximity,
+    CentreOffsets,
     CropDataBar,
     LabelParticles,
     RelativeBorderProximity,
@@ -28,7 +29,7 @@ from rformer_monai.transforms.array import (
 from rformer_monai.transforms.io import MaskShapeError, MicrographReader
 
 SEPARATION_CHANNELS = 2  # particle probability and separation-band probability (or a label and its loss weights)
-LABEL_WITH_TARGETS_CHANNELS = 3  # a label with loss weights and a separation target (StackSeparationTargets)
+MASK_AND_WEIGHT_CHANNELS = 2  # a label's mask and loss weights, before its separation targets (StackSeparationTargets)
 SEPARATION_POSTFIX = "_separation"  # the key of a prediction's separation channel: <key>_separation
 
 
@@ -200,15 +201,33 @@ class LineWeightAndRelativeBorderd(_ArrayTransformd):
         self.transform = StackSeparationTargets([weight, RelativeBorderProximity()])
 
 
+class LineWeightAndCentreOffsetsd(_ArrayTransformd):
+    """Append the loss weights around the separation lines (:class:`SeparationWeight`) and the horizontal and
+    vertical centre offsets (:class:`CentreOffsets`) to the masks under ``keys``: (4, H, W) labels for a
+    network with two offset outputs beside its mask (experimental, ``configs/centre_offsets.json``)."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        sigma_px: float = DEFAULT_LINE_SIGMA_PX,
+        balance_area_px: float = 0.0,
+        line_weight: float = DEFAULT_LINE_WEIGHT,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        weight = SeparationWeight(line_weight=line_weight, sigma_px=sigma_px, balance_area_px=balance_area_px)
+        self.transform = StackSeparationTargets([weight, CentreOffsets()])
+
+
 class SplitSeparationd(MapTransform):
-    """Split the output of a network with a separation channel: where the prediction under a key holds two
-    channels (particle, separation band), the second moves to ``<key><separation_postfix>`` and the key
-    keeps the first; a one-channel prediction is left as it is. A training label of three channels (mask,
-    loss weights, separation target) keeps its mask likewise.
+    """Split the output of a network with separation channels: where the prediction under a key holds more
+    than one channel (particle, then a separation band, a distance map or centre offsets), the channels after
+    the first move to ``<key><separation_postfix>`` and the key keeps the first; a one-channel prediction is
+    left as it is. A training label with loss weights and separation targets keeps its mask likewise.
 
     Args:
-        keys: predictions or labels (C, H, W) with C = 1, 2 or 3.
-        separation_postfix: appended to the key to name the separation channel.
+        keys: predictions or labels (C, H, W).
+        separation_postfix: appended to the key to name the separation channels.
     """
 
     def __init__(
@@ -221,13 +240,11 @@ class SplitSeparationd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             channels = d[key].shape[0]
-            if channels in (SEPARATION_CHANNELS, LABEL_WITH_TARGETS_CHANNELS):
+            if channels < 1:
+                raise ValueError(f"{key!r} must hold at least one channel, got shape {tuple(d[key].shape)}.")
+            if channels > 1:
                 d[f"{key}{self.separation_postfix}"] = d[key][1:]
                 d[key] = d[key][:1]
-            elif channels != 1:
-                raise ValueError(
-                    f"{key!r} must hold 1, {SEPARATION_CHANNELS} or {LABEL_WITH_TARGETS_CHANNELS} channels, got {channels}."
-                )
         return d
 
 

@@ -30,6 +30,7 @@ from rformer_monai.transforms.dictionary import (
     CheckSameShaped,
     CropDataBard,
     LabelParticlesd,
+    LineWeightAndCentreOffsetsd,
     LineWeightAndRelativeBorderd,
     LoadMicrographd,
     RelativeBorderProximityd,
@@ -44,8 +45,9 @@ SEPARATION_TARGETS = {
     "relative_border": (RelativeBorderProximityd, None),
     "weight": (SeparationWeightd, "sigma_px"),
     "weight_and_relative_border": (LineWeightAndRelativeBorderd, "sigma_px"),
+    "weight_and_offsets": (LineWeightAndCentreOffsetsd, "sigma_px"),
 }
-WEIGHTED_TARGETS = ("weight", "weight_and_relative_border")  # the targets whose label carries loss weights
+WEIGHTED_TARGETS = ("weight", "weight_and_relative_border", "weight_and_offsets")  # the targets whose label carries loss weights
 
 IMAGE_KEY = "image"
 LABEL_KEY = "label"

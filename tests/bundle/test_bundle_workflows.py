@@ -195,19 +195,25 @@ def _train_one_epoch(tmp_path: Path, *extra_configs: Path) -> tuple[Path, dict, 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("separation_configs", "label_channels"),
-    [((), 3), (("separation_band.json",), 2), (("separation_relative_border.json",), 2)],
+    ("separation_configs", "label_channels", "outputs"),
+    [
+        ((), 3, 2),
+        (("separation_band.json",), 2, 2),
+        (("separation_relative_border.json",), 2, 2),
+        (("centre_offsets.json",), 4, 3),
+    ],
 )
-def test_separation_network_trains_evaluates_and_infers(tmp_path, separation_configs, label_channels):
+def test_separation_network_trains_evaluates_and_infers(tmp_path, separation_configs, label_channels, outputs):
     """The bundle's two-channel network (by default the line-weighted mask beside a distance map normalised
-    per particle; configs/separation_*.json for the others tried) trains on mask + separation target, is
-    evaluated on the mask channel, and inference writes one-channel masks and particle outputs."""
+    per particle; configs/separation_*.json for the others tried; configs/centre_offsets.json with two offset
+    channels) trains on mask + separation targets, is evaluated on the mask channel, and inference writes
+    one-channel masks and particle outputs."""
     separation = [PROJECT_CONFIGS / name for name in separation_configs]
     bundle, override, train = _train_one_epoch(tmp_path, *separation)
     crops = train.parser.get_parsed_content("train#dataset")[0]
     assert {crop["label"].shape[0] for crop in crops} == {label_channels}
     state = torch.load(bundle / "models" / "model.pt", weights_only=True)
-    assert state["decoder.head.weight"].shape[0] == 2
+    assert state["decoder.head.weight"].shape[0] == outputs
 
     evaluate = _workflow([CONFIGS / "train.json", CONFIGS / "evaluate.json", *separation], "eval", **override)
     evaluate.run()

@@ -126,9 +126,15 @@ def test_split_keeps_the_mask_of_a_three_channel_label():
     assert torch.equal(split["label"], torch.ones(1, 4, 4)) and split["label_separation"].shape == (2, 4, 4)
 
 
-def test_split_rejects_other_channel_counts():
-    with pytest.raises(ValueError, match="1, 2 or 3 channels"):
-        SplitSeparationd(keys="pred")({"pred": torch.zeros(4, 4, 4)})
+def test_split_moves_every_channel_after_the_first():
+    offsets = torch.stack([torch.full((4, 4), 0.9), torch.full((4, 4), 0.2), torch.full((4, 4), 0.7)])
+    split = SplitSeparationd(keys="pred")({"pred": offsets})
+    assert torch.equal(split["pred"], offsets[:1]) and torch.equal(split["pred_separation"], offsets[1:])
+
+
+def test_split_rejects_a_prediction_without_channels():
+    with pytest.raises(ValueError, match="at least one channel"):
+        SplitSeparationd(keys="pred")({"pred": torch.zeros(0, 4, 4)})
 
 
 def test_border_proximity_is_one_outside_and_falls_to_zero_in_cores():
