@@ -11,6 +11,8 @@ particles (IoU > 0.5), pooled over the images. Guides, each a perfect version of
 - ``band``: the landscape cut along the true separation band (a perfect band output);
 - ``relative_border``: the landscape cut by the true relative border proximity (a perfect distance-map
   output, :class:`rformer_monai.transforms.RelativeBorderProximity`);
+- ``offsets``: the landscape cut along the boundaries of the true centre offsets (perfect offset outputs,
+  :class:`rformer_monai.transforms.CentreOffsets` and :func:`rformer_monai.analysis.offset_boundaries`);
 - ``lines_kept``: the true mask with its lines (a network that draws every line).
 
 It also counts the true particles under the particle step's smallest size (slivers between the lines, which
@@ -36,17 +38,19 @@ from rformer_monai.analysis.particles import (
     DEFAULT_SMOOTHING_SIGMA_PX,
     cut_along_separation,
     separate_particles,
+    separation_map,
 )
 from rformer_monai.data.discovery import discover_pairs
 from rformer_monai.labelling import equivalent_circular_diameter, label_particles
 from rformer_monai.metrics.instances import InstanceMatches, match_instances, pool_matches, scores_from_matches
-from rformer_monai.transforms.array import RelativeBorderProximity, SeparationBand
+from rformer_monai.transforms.array import CentreOffsets, RelativeBorderProximity, SeparationBand
 from rformer_monai.transforms.pipelines import LABEL_KEY, validation_transforms
 
 logger = logging.getLogger("rformer_monai.separation_check")
 
 CLOSING_STRUCTURE = np.ones((3, 3), dtype=bool)  # closes the one-pixel lines, straight or diagonal
-GUIDES = ("watershed", "band", "relative_border", "lines_kept")
+GUIDES = ("watershed", "band", "relative_border", "offsets", "lines_kept")
+GUIDE_TARGETS = {"band": SeparationBand, "relative_border": RelativeBorderProximity, "offsets": CentreOffsets}
 REPORTED_SCORES = ("f1", "precision", "recall", "pq", "count_error", "median_ecd_error", "fn_merged", "true_count")
 
 
@@ -57,8 +61,8 @@ def close_separation_lines(truth: np.ndarray) -> np.ndarray:
     return truth | ndi.binary_closing(truth, structure=CLOSING_STRUCTURE)
 
 
-def _second_channel(target: Callable, truth: np.ndarray) -> np.ndarray:
-    return np.asarray(target(truth[None].astype(np.float32))[1])
+def _separation_channels(target: Callable, truth: np.ndarray) -> np.ndarray:
+    return np.asarray(target(truth[None].astype(np.float32))[1:])
 
 
 def split_with_guide(truth: np.ndarray, guide: str, **separation) -> np.ndarray:
@@ -71,8 +75,8 @@ def split_with_guide(truth: np.ndarray, guide: str, **separation) -> np.ndarray:
     closed = close_separation_lines(truth)
     if guide == "watershed":
         return separate_particles(closed, **separation)
-    target = SeparationBand() if guide == "band" else RelativeBorderProximity()
-    landscape = cut_along_separation(np.ones(truth.shape), _second_channel(target, truth))
+    guide_map = separation_map(_separation_channels(GUIDE_TARGETS[guide](), truth))
+    landscape = cut_along_separation(np.ones(truth.shape), guide_map)
     return separate_particles(closed, probability=landscape, **separation)
 
 

@@ -18,13 +18,16 @@ from rformer_monai.analysis import (
     deepen_valleys,
     label_particles,
     measure_particles,
+    offset_boundaries,
     particle_step_maps,
     particle_table_rows,
     separate_particles,
+    separation_map,
     size_statistics,
     summarize_particles,
 )
 from rformer_monai.data.synthetic import render_micrograph_instances
+from rformer_monai.transforms import CentreOffsets
 
 FOUR_CONNECTED = ndi.generate_binary_structure(2, 1)
 PIXEL_SIZE_NM = 2.5
@@ -439,3 +442,38 @@ def test_particle_step_maps_cut_the_deepened_probability_along_the_separation():
     assert cut is None  # no separation output: the watershed runs on the mask's distance map alone
     deepened, cut = particle_step_maps(probability, separation, valley_gain=4.0)
     np.testing.assert_allclose(cut, deepen_valleys(probability, 4.0) * (1.0 - separation))
+
+
+def _touching_squares_offsets() -> tuple[np.ndarray, np.ndarray]:
+    """Two 10x10 squares split by a one-pixel line at x = 15, and their true centre offsets (2, H, W)."""
+    mask = np.zeros((1, 20, 31), dtype=np.float32)
+    mask[0, 5:15, 5:15] = mask[0, 5:15, 16:26] = 1
+    return mask[0] > 0, np.asarray(CentreOffsets()(mask))[1:]
+
+
+def test_offset_boundaries_are_one_where_the_particles_meet_and_zero_inside_them():
+    mask, offsets = _touching_squares_offsets()
+    boundaries = offset_boundaries(offsets)
+    assert boundaries.shape == mask.shape and boundaries.min() >= 0.0 and boundaries.max() <= 1.0
+    assert (boundaries[6:14, 14:17] == 1.0).all()  # the line and the particle pixels on each side of it
+    assert (boundaries[6:14, 6:13] == 0.0).all() and (boundaries[6:14, 17:24] == 0.0).all()
+
+
+def test_offset_boundaries_split_touching_particles_that_the_mask_joins():
+    mask, offsets = _touching_squares_offsets()
+    joined = mask.copy()
+    joined[5:15, 15] = True  # the line closed, as a network that does not draw it predicts
+    _, cut = particle_step_maps(joined.astype(np.float64), offsets)
+    labels = separate_particles(joined, probability=cut, min_size_px=1)
+    assert labels.max() == 2
+    with pytest.raises(ValueError, match=r"offsets must be \(2, H, W\)"):
+        offset_boundaries(offsets[:1])
+
+
+def test_separation_map_takes_one_channel_as_it_is_and_two_as_offset_boundaries():
+    _, offsets = _touching_squares_offsets()
+    np.testing.assert_array_equal(separation_map(offsets[0]), offsets[0])
+    np.testing.assert_array_equal(separation_map(offsets[:1]), offsets[0])
+    np.testing.assert_array_equal(separation_map(offsets), offset_boundaries(offsets))
+    with pytest.raises(ValueError, match="separation must be"):
+        separation_map(np.zeros((3, 4, 4)))

@@ -36,7 +36,7 @@ def test_closing_fills_the_line_and_keeps_every_particle_pixel():
 def test_a_perfect_separation_output_splits_what_the_watershed_cannot():
     truth = squares_sharing_an_edge()
     assert split_with_guide(truth, "watershed").max() == 1  # a rectangle: one flat ridge, one marker
-    for guide in ("band", "relative_border", "lines_kept"):
+    for guide in ("band", "relative_border", "offsets", "lines_kept"):
         labels = split_with_guide(truth, guide)
         assert labels.max() == 2, guide
         assert {np.unique(labels[7:13, 7:13]).item(), np.unique(labels[7:13, 18:24]).item()} == {1, 2}

@@ -11,6 +11,8 @@ from monai.data import MetaTensor
 from rformer_monai.transforms import (
     BorderProximity,
     BorderProximityd,
+    CentreOffsets,
+    LineWeightAndCentreOffsetsd,
     LineWeightAndRelativeBorderd,
     RelativeBorderProximity,
     RelativeBorderProximityd,
@@ -190,6 +192,35 @@ def test_stacked_targets_are_the_mask_then_each_target_channel():
     assert torch.equal(out[2], RelativeBorderProximity()(label)[1])
     with pytest.raises(ValueError, match="at least one"):
         StackSeparationTargets([])
+
+
+def test_centre_offsets_run_from_zero_to_one_across_each_particle_and_jump_at_the_line():
+    label = torch.as_tensor(two_squares_split_by_a_line()[None])  # squares at x 5..14 and 16..25, y 5..14
+    out = CentreOffsets()(label)
+    assert out.shape == (3, 20, 31) and torch.equal(out[0], label[0].float())
+    horizontal, vertical = out[1].numpy(), out[2].numpy()
+    np.testing.assert_allclose(horizontal[10, 5:15], np.linspace(0.0, 1.0, 10), atol=1e-6)
+    np.testing.assert_allclose(horizontal[10, 16:26], np.linspace(0.0, 1.0, 10), atol=1e-6)
+    np.testing.assert_allclose(vertical[5:15, 20], np.linspace(0.0, 1.0, 10), atol=1e-6)
+    # the vertical offset does not change along x (the squares share their rows)
+    assert (vertical[5:15, 5:15] == vertical[5:15, 5:6]).all() and (vertical[5:15, 16:26] == vertical[5:15, 5:6]).all()
+    background = label[0].numpy() == 0
+    assert (horizontal[background] == 0.5).all() and (vertical[background] == 0.5).all()
+
+
+def test_centre_offsets_of_a_single_pixel_particle_are_its_centre():
+    mask = np.zeros((1, 5, 5), dtype=np.float32)
+    mask[0, 2, 2] = 1
+    out = CentreOffsets()(mask)
+    assert isinstance(out, np.ndarray) and (out[1:] == 0.5).all()
+
+
+def test_offset_targets_follow_the_loss_weights():
+    label = torch.as_tensor(two_squares_split_by_a_line()[None], dtype=torch.float32)
+    out = LineWeightAndCentreOffsetsd(keys="label", sigma_px=2)({"label": label})["label"]
+    assert out.shape == (4, 20, 31)
+    assert torch.equal(out[1], SeparationWeight(sigma_px=2)(label)[1])
+    assert torch.equal(out[2:], CentreOffsets()(label)[1:])
 
 
 def test_relative_border_target_takes_no_size():
