@@ -10,6 +10,6 @@ from rformer_monai import (
     transforms,
 )
 
-__version__ = "0.6.5"
+__version__ = "0.6.6"
 
 __all__ = ["analysis", "data", "engines", "inference", "metrics", "networks", "transforms", "__version__"]
