@@ -182,41 +182,40 @@ class SeparationWeightd(_ArrayTransformd):
         self.transform = SeparationWeight(line_weight, sigma_px, balance_area_px)
 
 
-class LineWeightAndRelativeBorderd(_ArrayTransformd):
+class _LineWeightAndTargetd(_ArrayTransformd):
+    """Append the loss weights around the separation lines (:class:`SeparationWeight`) and the channels of a
+    separation target (the class attribute ``target``) to the masks under ``keys``."""
+
+    target: type[Transform]
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        sigma_px: float = DEFAULT_LINE_SIGMA_PX,
+        balance_area_px: float = 0.0,
+        line_weight: float = DEFAULT_LINE_WEIGHT,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        weight = SeparationWeight(line_weight=line_weight, sigma_px=sigma_px, balance_area_px=balance_area_px)
+        self.transform = StackSeparationTargets([weight, self.target()])
+
+
+class LineWeightAndRelativeBorderd(_LineWeightAndTargetd):
     """Append the loss weights around the separation lines (:class:`SeparationWeight`) and the relative border
     proximity (:class:`RelativeBorderProximity`) to the masks under ``keys``: (3, H, W) labels for a network
     with a distance-map output trained with line-weighted cross-entropy on its mask
     (:class:`~rformer_monai.losses.WeightedMaskAndSeparationLoss`)."""
 
-    def __init__(
-        self,
-        keys: KeysCollection,
-        sigma_px: float = DEFAULT_LINE_SIGMA_PX,
-        balance_area_px: float = 0.0,
-        line_weight: float = DEFAULT_LINE_WEIGHT,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        weight = SeparationWeight(line_weight=line_weight, sigma_px=sigma_px, balance_area_px=balance_area_px)
-        self.transform = StackSeparationTargets([weight, RelativeBorderProximity()])
+    target = RelativeBorderProximity
 
 
-class LineWeightAndCentreOffsetsd(_ArrayTransformd):
+class LineWeightAndCentreOffsetsd(_LineWeightAndTargetd):
     """Append the loss weights around the separation lines (:class:`SeparationWeight`) and the horizontal and
     vertical centre offsets (:class:`CentreOffsets`) to the masks under ``keys``: (4, H, W) labels for a
     network with two offset outputs beside its mask (experimental, ``configs/centre_offsets.json``)."""
 
-    def __init__(
-        self,
-        keys: KeysCollection,
-        sigma_px: float = DEFAULT_LINE_SIGMA_PX,
-        balance_area_px: float = 0.0,
-        line_weight: float = DEFAULT_LINE_WEIGHT,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        weight = SeparationWeight(line_weight=line_weight, sigma_px=sigma_px, balance_area_px=balance_area_px)
-        self.transform = StackSeparationTargets([weight, CentreOffsets()])
+    target = CentreOffsets
 
 
 class SplitSeparationd(MapTransform):
