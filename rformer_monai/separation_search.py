@@ -100,8 +100,9 @@ REPORTED_SCORES = (PARTICLES_DICE, "f1", "precision", "recall", "pq", "mean_iou"
 
 @dataclass
 class HeldOutPrediction:
-    """One held-out image as the evaluation sees it (data bar cropped): probabilities and truth; the true
-    particles are labelled once here, not for every setting scored."""
+    """One held-out image as the evaluation sees it (data bar cropped): the (H, W) particle probability, the
+    network's (C, H, W) separation outputs where it has them, and the truth; the true particles are labelled
+    once here, not for every setting scored."""
 
     name: str
     probability: np.ndarray
