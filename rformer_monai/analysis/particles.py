@@ -95,15 +95,16 @@ DEFAULT_MARKER_RISE = 0.0
 LOG_FLOOR = 1e-3
 """The landscape's floor (pixels of distance) before its logarithm: background and particle edges."""
 DEFAULT_VALLEY_GAIN = 0.0
-# the change of a centre offset (in [-1, 1]) per pixel that counts as a whole boundary: a jump from +1 to -1
-# drawn over 8 px; steeper changes saturate at 1. Chosen on the true masks (python -m
-# rformer_monai.separation_check, guide "offsets"; 6 of the 30 images): F1 0.866 at 0.25, 0.847 at 0.5,
-# 0.855 at 0.1
-OFFSET_FLIP_SLOPE = 0.25
-OFFSET_CHANNELS = 2  # horizontal and vertical centre offsets (rformer_monai.transforms.CentreOffsets)
 """How strongly :func:`deepen_valleys` lowers thin valleys of the probability (0: not at all)."""
 VALLEY_FOOTPRINT_PX = 3
 """Side of the square grey closing that fills a valley: valleys up to two pixels wide are deepened."""
+OFFSET_FLIP_SLOPE = 0.25
+"""The change of a centre offset (in [-1, 1]) per pixel that :func:`offset_boundaries` counts as a whole
+boundary: a jump from +1 to -1 drawn over 8 px; steeper changes saturate at 1. Chosen on the true masks
+(``python -m rformer_monai.separation_check``, guide "offsets", on 6 of the 30 images): F1 0.866 at 0.25,
+0.847 at 0.5, 0.855 at 0.1."""
+OFFSET_CHANNELS = 2
+"""Horizontal and vertical centre offsets (:class:`rformer_monai.transforms.CentreOffsets`)."""
 EIGHT_CONNECTED = ndi.generate_binary_structure(2, 2)
 """8-connectivity: pixels of one distance-map maximum (a diagonal ridge is one maximum)."""
 
