@@ -45,6 +45,7 @@ from rformer_monai.analysis.particles import (
     DEFAULT_VALLEY_GAIN,
     particle_step_maps,
     separate_particles,
+    separation_map,
 )
 from rformer_monai.engines.checkpoints import BEST_MODEL_FILENAME
 from rformer_monai.engines.settings import parse_override
@@ -101,8 +102,8 @@ REPORTED_SCORES = (PARTICLES_DICE, "f1", "precision", "recall", "pq", "mean_iou"
 @dataclass
 class HeldOutPrediction:
     """One held-out image as the evaluation sees it (data bar cropped): the (H, W) particle probability, the
-    network's (C, H, W) separation outputs where it has them, and the truth; the true particles are labelled
-    once here, not for every setting scored."""
+    (H, W) map of the network's separation outputs where it has them (:func:`separation_map`), and the truth;
+    the separation map and the true particles are made once here, not for every setting scored."""
 
     name: str
     probability: np.ndarray
@@ -137,7 +138,7 @@ class PredictionCollector:
                 HeldOutPrediction(
                     name=Path(str(meta.get("filename_or_obj", len(self.predictions)))).stem,
                     probability=prediction.detach().cpu().float().numpy()[0],
-                    separation=None if separation is None else separation.detach().cpu().float().numpy(),
+                    separation=None if separation is None else separation_map(separation.detach().cpu().float().numpy()),
                     truth=sample["label"].detach().cpu().numpy()[0] > 0,
                     pixel_size_nm=pixel_size_from_meta(meta) if meta else None,
                     fold=self.fold,

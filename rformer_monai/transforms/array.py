@@ -302,13 +302,14 @@ class CentreOffsets(Transform):
         if count:
             index = np.arange(1, count + 1)
             inside = labels > 0
+            particle = labels[inside]
             rows, columns = np.nonzero(inside)
             centroids = np.asarray(ndi.center_of_mass(array, labels, index)).reshape(count, 2)
             for axis, coordinates in ((1, columns), (0, rows)):
-                offset = coordinates - centroids[labels[inside] - 1, axis]
-                largest = ndi.maximum(np.abs(offset), labels[inside], index)
-                scale = np.maximum(np.asarray(largest).reshape(count), np.finfo(np.float64).eps)
-                offsets[1 - axis][inside] = 0.5 + 0.5 * offset / scale[labels[inside] - 1]
+                offset = coordinates - centroids[particle - 1, axis]
+                largest = np.asarray(ndi.maximum(np.abs(offset), particle, index)).reshape(count)
+                scale = np.maximum(largest, np.finfo(np.float64).eps)
+                offsets[1 - axis][inside] = 0.5 + 0.5 * offset / scale[particle - 1]
         return _stacked_like(mask, array, *offsets)
 
 

@@ -28,7 +28,7 @@ from rformer_monai.transforms.array import (
 )
 from rformer_monai.transforms.io import MaskShapeError, MicrographReader
 
-SEPARATION_CHANNELS = 2  # particle probability and separation-band probability (or a label and its loss weights)
+SEPARATION_CHANNELS = 2  # particle probability and one separation channel (a band or a distance map)
 MASK_AND_WEIGHT_CHANNELS = 2  # a label's mask and loss weights, before its separation targets (StackSeparationTargets)
 SEPARATION_POSTFIX = "_separation"  # the key of a prediction's separation channel: <key>_separation
 

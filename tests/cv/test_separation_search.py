@@ -138,8 +138,7 @@ def test_held_out_predictions_of_a_separation_network(tiny_dataset, tiny_overrid
     predictions = collect_held_out_predictions(str(tiny_dataset), output, [SEPARATION_CONFIG], tiny_overrides)
     assert len(predictions) == 2  # fold 0's held-out half
     for item in predictions:
-        assert item.probability.shape == item.truth.shape == (96, 96)
-        assert item.separation.shape == (1, 96, 96)  # every separation channel, here the distance map
+        assert item.probability.shape == item.separation.shape == item.truth.shape == (96, 96)
         assert 0.0 <= item.probability.min() and item.probability.max() <= 1.0
     assert len(search(predictions, SMALL_GRID).rows) == 4
     assert {item.fold for item in predictions} == {0}
