@@ -5,7 +5,7 @@ against MONAI BasicUNet and SegResNet.
         [--threads N] [--sw_batch_size 4] [--tta] [--devices cpu cuda]
         [--cuda_precision bf16] [--channels_last] [--compile] [--keep_freed_buffers]
 
-Every model is the bundle's inference.json network with its ``configs/`` override merged on, as in the
+Every model is the bundle's inference.json network with its override (``configs/`` or ``research/configs/``) merged on, as in the
 cross-validation, and runs in the same run on the same synthetic micrograph, with the bundle's sliding window
 (256 x 256, overlap 0.25, Gaussian blending), on a 1024 x 768 micrograph and an 8192 x 8192 one. Each case runs
 in a fresh process, so that its peak memory is its own: resident memory (VmHWM) on CPU,
@@ -34,7 +34,6 @@ import torch
 from rformer_monai.inference.memory import peak_resident_bytes
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-CONFIGS = REPOSITORY / "configs"
 
 ROI_SIZE = (256, 256)
 OVERLAP = 0.25
@@ -42,14 +41,14 @@ MODE = "gaussian"
 SMALL_IMAGE = (768, 1024)  # H x W: a 1024 x 768 SEM micrograph
 LARGE_IMAGE = (8192, 8192)
 STITCH_BYTES_PER_PIXEL = 12  # float32 input, stitched output and weight sum
-MODELS = {  # name: (label, the configs/ override merged onto inference.json)
+MODELS = {  # name: (label, the override merged onto inference.json, from the repository root)
     "bundle": ("ResidualFormer, the bundle's layout (decoder 32, fusion 1)", None),
-    "decoder64": ("ResidualFormer, decoder 64, fusion 1", "decoder64_full_resolution.json"),
-    "decoder256_quarter": ("ResidualFormer, decoder 256, fusion 1/4", "decoder256_quarter_resolution.json"),
-    "paper": ("ResidualFormer, paper layout (decoder 256, fusion 1)", "residualformer_paper.json"),
-    "cheap": ("ResidualFormer, decoder 64, fusion 1/4 (the bundle before 0.4.0)", "decoder64_quarter_resolution.json"),
-    "basicunet": ("MONAI BasicUNet", "basicunet.json"),
-    "segresnet": ("MONAI SegResNet (16 filters)", "segresnet.json"),
+    "decoder64": ("ResidualFormer, decoder 64, fusion 1", "research/configs/decoder64_full_resolution.json"),
+    "decoder256_quarter": ("ResidualFormer, decoder 256, fusion 1/4", "research/configs/decoder256_quarter_resolution.json"),
+    "paper": ("ResidualFormer, paper layout (decoder 256, fusion 1)", "configs/residualformer_paper.json"),
+    "cheap": ("ResidualFormer, decoder 64, fusion 1/4 (the bundle before 0.4.0)", "research/configs/decoder64_quarter_resolution.json"),
+    "basicunet": ("MONAI BasicUNet", "configs/basicunet.json"),
+    "segresnet": ("MONAI SegResNet (16 filters)", "configs/segresnet.json"),
 }
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 TABLE_HEADER = (
@@ -61,13 +60,13 @@ TABLE_HEADER = (
 
 def build_model(name: str) -> torch.nn.Module:
     """The ``network_def`` of the bundle's inference.json with the model's override merged on, seeded, in eval mode."""
-    from rformer_monai.cv import inference_config
+    from research.cv import inference_config
 
     if name not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {name!r}.")
     override = MODELS[name][1]
     torch.manual_seed(0)
-    network = inference_config([CONFIGS / override] if override else []).get_parsed_content("network_def")
+    network = inference_config([REPOSITORY / override] if override else []).get_parsed_content("network_def")
     return network.eval()
 
 
@@ -85,8 +84,8 @@ def run_case(case: dict) -> dict:
     """Time sliding-window inference of one model on one image; returns seconds, windows and peak memory."""
     from monai.inferers import SlidingWindowInferer
 
-    from rformer_monai.engines import keep_freed_buffers
     from rformer_monai.inference import DihedralTTA
+    from rformer_monai.workflows import keep_freed_buffers
 
     if case["keep_freed_buffers"]:
         keep_freed_buffers()
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels_last", action="store_true", help="channels-last memory format")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
     parser.add_argument(
-        "--keep_freed_buffers", action="store_true", help="call rformer_monai.engines.keep_freed_buffers, as inference.json does"
+        "--keep_freed_buffers", action="store_true", help="call rformer_monai.workflows.keep_freed_buffers, as inference.json does"
     )
     arguments = parser.parse_args(argv)
     if arguments.case:

@@ -20,9 +20,9 @@ import time
 import torch
 from monai.bundle import ConfigParser
 
-from rformer_monai.cv import BUNDLE_CONFIGS
-from rformer_monai.engines import keep_freed_buffers
-from rformer_monai.engines.allocator import MALLOC_ENVIRONMENT
+from research.cv import BUNDLE_CONFIGS
+from rformer_monai.workflows import keep_freed_buffers
+from rformer_monai.workflows.memory import MALLOC_ENVIRONMENT
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--roi", type=int, default=256, help="train.json's crop size")
     parser.add_argument("--config", nargs="*", default=[], help="configs merged over train.json, as cv run's")
     parser.add_argument(
-        "--keep_freed_buffers", action="store_true", help="call rformer_monai.engines.keep_freed_buffers first, as training does"
+        "--keep_freed_buffers", action="store_true", help="call rformer_monai.workflows.keep_freed_buffers first, as training does"
     )
     args = parser.parse_args()
     kept = args.keep_freed_buffers and keep_freed_buffers()

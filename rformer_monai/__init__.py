@@ -1,15 +1,16 @@
 """rformer_monai: ResidualFormer nanoparticle segmentation and particle measurement, the MONAI way."""
 
 from rformer_monai import (
-    analysis,
     data,
-    engines,
     inference,
     metrics,
     networks,
+    particles,
+    reports,
     transforms,
+    workflows,
 )
 
-__version__ = "0.6.6"
+__version__ = "0.7.0"
 
-__all__ = ["analysis", "data", "engines", "inference", "metrics", "networks", "transforms", "__version__"]
+__all__ = ["data", "inference", "metrics", "networks", "particles", "reports", "transforms", "workflows", "__version__"]

@@ -3,19 +3,16 @@ mask, or loss weights on the lines between particles."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from monai.losses import DiceLoss
 from torch import nn
 
-from rformer_monai.transforms.array import separation_line_pairs
 from rformer_monai.transforms.dictionary import MASK_AND_WEIGHT_CHANNELS
 
 __all__ = [
     "DiceAndWeightedBCELoss",
     "MaskAndSeparationLoss",
     "WeightedMaskAndSeparationLoss",
-    "line_maximum_loss",
     "weighted_cross_entropy",
 ]
 
@@ -26,34 +23,6 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: t
     pixel_losses = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
     weight = weight.expand_as(pixel_losses)
     return (weight * pixel_losses).sum() / weight.sum().clamp_min(torch.finfo(weight.dtype).eps)
-
-
-def line_maximum_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy against 0 of the highest logit on each line between two touching particles of
-    ``mask``, the mean over the lines of the batch (0 when no particles touch).
-
-    One pixel above the particle threshold on such a line joins the two particles in the predicted mask,
-    however dark the rest of the line; a per-pixel loss hardly sees it (one pixel of the line), this term
-    puts the whole line's loss on it (its gradient reaches the brightest pixel of each line alone).
-
-    Args:
-        logits: (B, 1, *spatial) particle logits.
-        mask: (B, 1, *spatial) 0/1 target mask whose touching particles are split by one-pixel lines.
-    """
-    pair_maps, pairs_so_far = [], 0
-    for image in mask[:, 0].detach().cpu().numpy():
-        pairs = separation_line_pairs(image > 0)
-        pair_maps.append(np.where(pairs > 0, pairs + pairs_so_far, 0))
-        pairs_so_far += int(pairs.max())
-    if pairs_so_far == 0:
-        return logits.sum() * 0.0  # keeps the graph (and the device) of the logits
-    pair_ids = torch.as_tensor(np.stack(pair_maps), device=logits.device)
-    on_line = pair_ids > 0
-    line_logits = logits[:, 0][on_line]
-    highest = line_logits.new_full((pairs_so_far,), -torch.inf).scatter_reduce(
-        0, pair_ids[on_line] - 1, line_logits, reduce="amax", include_self=False
-    )
-    return nn.functional.softplus(highest).mean()
 
 
 class MaskAndSeparationLoss(nn.Module):
@@ -106,17 +75,13 @@ class DiceAndWeightedBCELoss(nn.Module):
 
     Args:
         cross_entropy_weight: weight of the cross-entropy term.
-        line_maximum_weight: weight of :func:`line_maximum_loss` (0: not computed), the brightest pixel of
-            each line between touching particles.
     """
 
-    def __init__(self, cross_entropy_weight: float = 1.0, line_maximum_weight: float = 0.0) -> None:
+    def __init__(self, cross_entropy_weight: float = 1.0) -> None:
         super().__init__()
-        for name, weight in (("cross_entropy_weight", cross_entropy_weight), ("line_maximum_weight", line_maximum_weight)):
-            if weight < 0:
-                raise ValueError(f"{name} must be >= 0, got {weight}.")
+        if cross_entropy_weight < 0:
+            raise ValueError(f"cross_entropy_weight must be >= 0, got {cross_entropy_weight}.")
         self.cross_entropy_weight = cross_entropy_weight
-        self.line_maximum_weight = line_maximum_weight
         self.dice = DiceLoss(sigmoid=True, batch=True)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -127,10 +92,7 @@ class DiceAndWeightedBCELoss(nn.Module):
                 f"got {tuple(logits.shape)} and {tuple(target.shape)}."
             )
         mask, weight = target[:, :1], target[:, 1:]
-        loss = self.dice(logits, mask) + self.cross_entropy_weight * weighted_cross_entropy(logits, mask, weight)
-        if self.line_maximum_weight:
-            loss = loss + self.line_maximum_weight * line_maximum_loss(logits, mask)
-        return loss
+        return self.dice(logits, mask) + self.cross_entropy_weight * weighted_cross_entropy(logits, mask, weight)
 
 
 class WeightedMaskAndSeparationLoss(MaskAndSeparationLoss):
@@ -144,7 +106,6 @@ class WeightedMaskAndSeparationLoss(MaskAndSeparationLoss):
         separation_weight: weight of the separation term.
         weighted_separation: weight the separation term's cross-entropy by the label's loss weights too, so
             that the separation output also learns the lines (and, with balanced weights, the small particles).
-        line_maximum_weight: weight of the mask channel's :func:`line_maximum_loss`.
     """
 
     mask_target_channels = MASK_AND_WEIGHT_CHANNELS
@@ -154,10 +115,9 @@ class WeightedMaskAndSeparationLoss(MaskAndSeparationLoss):
         cross_entropy_weight: float = 1.0,
         separation_weight: float = 1.0,
         weighted_separation: bool = False,
-        line_maximum_weight: float = 0.0,
     ) -> None:
         super().__init__(separation_weight)
-        self.mask_loss = DiceAndWeightedBCELoss(cross_entropy_weight, line_maximum_weight)
+        self.mask_loss = DiceAndWeightedBCELoss(cross_entropy_weight)
         self.weighted_separation = weighted_separation
 
     def separation_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

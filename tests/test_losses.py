@@ -10,7 +10,6 @@ from rformer_monai.losses import (
     DiceAndWeightedBCELoss,
     MaskAndSeparationLoss,
     WeightedMaskAndSeparationLoss,
-    line_maximum_loss,
     weighted_cross_entropy,
 )
 
@@ -139,47 +138,3 @@ def squares_split_by_lines() -> torch.Tensor:
     mask = torch.zeros(1, 1, 20, 43)
     mask[..., 5:15, 5:15] = mask[..., 5:15, 16:26] = mask[..., 5:15, 27:37] = 1
     return mask
-
-
-def test_line_maximum_loss_is_the_mean_cross_entropy_of_each_lines_brightest_logit():
-    mask = squares_split_by_lines()
-    logits = torch.full_like(mask, -5.0)
-    logits[..., 8, 15] = 2.0  # one bright pixel on the first line
-    logits[..., 9, 30] = 9.0  # inside a particle: not on a line
-    expected = (torch.nn.functional.softplus(torch.tensor(2.0)) + torch.nn.functional.softplus(torch.tensor(-5.0))) / 2
-    assert line_maximum_loss(logits, mask) == pytest.approx(float(expected), rel=1e-6)
-
-
-def test_line_maximum_loss_pulls_the_brightest_line_pixel_alone():
-    mask = squares_split_by_lines()
-    logits = torch.full_like(mask, -5.0)
-    logits[..., 8, 15] = 2.0
-    logits[..., 10, 26] = -1.0
-    logits.requires_grad_(True)
-    line_maximum_loss(logits, mask).backward()
-    assert torch.argwhere(logits.grad[0, 0]).tolist() == [[8, 15], [10, 26]]
-    assert (logits.grad[0, 0, 8, 15] > logits.grad[0, 0, 10, 26] > 0).item()  # the brighter, the harder
-
-
-def test_line_maximum_loss_is_zero_without_touching_particles():
-    logits = torch.randn(2, 1, 8, 8, requires_grad=True)
-    loss = line_maximum_loss(logits, torch.zeros(2, 1, 8, 8))
-    loss.backward()
-    assert loss.item() == 0.0 and logits.grad is not None
-
-
-def test_line_maximum_weight_adds_the_line_term_to_the_weighted_mask_loss():
-    mask = squares_split_by_lines()
-    logits = torch.randn(mask.shape, generator=torch.Generator().manual_seed(0))
-    target = torch.cat([mask, torch.ones_like(mask)], 1)
-    plain = DiceAndWeightedBCELoss()(logits, target)
-    with_lines = DiceAndWeightedBCELoss(line_maximum_weight=0.5)(logits, target)
-    assert with_lines == pytest.approx(float(plain + 0.5 * line_maximum_loss(logits, mask)), rel=1e-6)
-    three_channels = torch.cat([logits, logits], 1), torch.cat([target, mask], 1)
-    combined = WeightedMaskAndSeparationLoss(line_maximum_weight=0.5)(*three_channels)
-    assert combined == pytest.approx(float(WeightedMaskAndSeparationLoss()(*three_channels) + 0.5 * line_maximum_loss(logits, mask)), rel=1e-6)
-
-
-def test_line_maximum_weight_must_not_be_negative():
-    with pytest.raises(ValueError, match="line_maximum_weight"):
-        DiceAndWeightedBCELoss(line_maximum_weight=-0.1)

@@ -23,7 +23,7 @@ import numpy as np
 import tifffile
 from scipy import ndimage as ndi
 
-from rformer_monai.labelling import separated_foreground
+from rformer_monai.particles.labelling import separated_foreground
 
 __all__ = [
     "SYNTHETIC_PIXEL_SIZE_NM",

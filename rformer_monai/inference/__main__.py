@@ -21,11 +21,10 @@ from pathlib import Path
 import torch
 
 from rformer_monai.data import inference_datalist
-from rformer_monai.engines.checkpoints import CheckpointError
-from rformer_monai.engines.settings import parse_override
 from rformer_monai.inference.blocks import DEFAULT_BLOCK_SIZE, segment_large_micrograph
-from rformer_monai.inference.bundle import load_bundle_inference
+from rformer_monai.inference.bundle import load_bundle_inference, parse_override
 from rformer_monai.inference.tta import TTA_MODES, with_tta
+from rformer_monai.networks import CheckpointError
 from rformer_monai.transforms.io import MicrographReadError
 
 logger = logging.getLogger("rformer_monai.inference")

@@ -36,14 +36,14 @@ from monai.utils import convert_to_tensor, ensure_tuple_rep
 from torch import nn
 from tqdm import tqdm
 
-from rformer_monai.engines.writers import (
-    DEFAULT_THRESHOLD,
+from rformer_monai.files import (
     FILE_MODE,
     MASK_FOREGROUND,
     MASK_SUFFIX,
     output_stem,
 )
 from rformer_monai.inference.sources import MicrographSource, open_micrograph
+from rformer_monai.metrics.segmentation import DEFAULT_THRESHOLD
 from rformer_monai.transforms.databar import detect_data_bar
 from rformer_monai.transforms.dictionary import SEPARATION_CHANNELS
 from rformer_monai.transforms.pipelines import DEFAULT_INTENSITY, INTENSITY_MODES

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -81,3 +83,19 @@ def _parsed(parser: ConfigParser, key: str) -> Any:
         if isinstance(cause, (ValueError, FileNotFoundError)):  # CheckpointError is a ValueError
             raise cause from exc
         raise
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """A command-line override ``KEY=VALUE`` as ``(key, value)``, the value read as JSON where it parses
+    (``network_def#fusion_stride=4``, ``roi_size=[128,128]``) and kept as a string otherwise.
+
+    Raises:
+        argparse.ArgumentTypeError: ``text`` is not of the form ``KEY=VALUE``; argparse shows the message.
+    """
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"override must look like KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value

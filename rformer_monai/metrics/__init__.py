@@ -1,6 +1,5 @@
 """Segmentation metrics: pixel level (Dice, IoU, precision, recall, accuracy, F1, AUC) and reports, and
-instance level (per particle, against 4-connected ground-truth particles), and on the true lines between
-touching particles."""
+instance level (per particle, against 4-connected ground-truth particles)."""
 
 from rformer_monai.metrics.handlers import SegmentationReportHandler
 from rformer_monai.metrics.instances import (
@@ -13,7 +12,6 @@ from rformer_monai.metrics.instances import (
     recall_by_size,
     scores_from_matches,
 )
-from rformer_monai.metrics.lines import LineProbabilities, line_probabilities, line_scores
 from rformer_monai.metrics.segmentation import (
     AUC_HISTOGRAM_BINS,
     CSV_COLUMNS,
@@ -39,14 +37,11 @@ __all__ = [
     "SCORE_NAMES",
     "ConfusionCounts",
     "InstanceMatches",
-    "LineProbabilities",
     "SegmentationReport",
     "SegmentationReportHandler",
     "binary_confusion",
     "classification_report_from_confusion",
     "instance_scores",
-    "line_probabilities",
-    "line_scores",
     "match_instances",
     "plot_confusion_matrix",
     "pool_matches",

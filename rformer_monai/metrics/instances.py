@@ -1,7 +1,7 @@
 """Instance-level (per particle) evaluation of predicted particles against ground truth.
 
 The ground truth follows the BAM convention: the 4-connected components of a mask are the
-particles (:func:`rformer_monai.labelling.label_particles`). A predicted and a true particle match when their
+particles (:func:`rformer_monai.particles.labelling.label_particles`). A predicted and a true particle match when their
 intersection over union (IoU) exceeds a threshold of at least 0.5; above 0.5 a particle can
 overlap more than half of at most one other, so the matching is unique without any
 assignment step (Kirillov et al., "Panoptic Segmentation", CVPR 2019).
@@ -44,7 +44,7 @@ from collections.abc import Iterable
 import numpy as np
 from scipy.stats import ks_2samp
 
-from rformer_monai.labelling import equivalent_circular_diameter, label_particles
+from rformer_monai.particles.labelling import equivalent_circular_diameter, label_particles
 
 __all__ = [
     "DEFAULT_IOU_THRESHOLD",

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rformer_monai.engines.settings import parse_override
+from rformer_monai.inference.bundle import parse_override
 from rformer_monai.sharing.metadata import check_metadata
 from rformer_monai.sharing.onnx import (
     DEFAULT_EXAMPLE_SHAPE,

@@ -21,8 +21,8 @@ import torch
 from monai.bundle import ConfigParser
 from torch import nn
 
-from rformer_monai.engines import load_weights
-from rformer_monai.engines.checkpoints import BEST_MODEL_FILENAME
+from rformer_monai.networks import load_weights
+from rformer_monai.workflows.checkpoints import BEST_MODEL_FILENAME
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from rformer_monai.engines.checkpoints import BEST_MODEL_FILENAME
 from rformer_monai.sharing.metadata import check_metadata
+from rformer_monai.workflows.checkpoints import BEST_MODEL_FILENAME
 
 logger = logging.getLogger(__name__)
 

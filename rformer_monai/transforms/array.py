@@ -12,7 +12,7 @@ from monai.transforms import Crop, LoadImage, Transform
 from monai.utils import convert_to_dst_type
 from scipy import ndimage as ndi
 
-from rformer_monai.labelling import FOUR_CONNECTED, label_particles, separated_foreground
+from rformer_monai.particles.labelling import label_particles, separated_foreground
 from rformer_monai.transforms.databar import detect_data_bar
 from rformer_monai.transforms.io import MicrographReader
 
@@ -22,12 +22,6 @@ DATA_BAR_ROWS_KEY = "data_bar_rows"
 # masks are binarised at half of their dtype's full scale (the paper thresholds at 0.5 after scaling)
 MASK_THRESHOLD_FRACTION = 0.5
 UNIT_RANGE_MAX = 1.0  # full scale of masks without metadata (0/1 floats)
-# half-width of the separation band: on the 30 BAM masks with their lines closed, cutting the watershed
-# landscape along a band of half-width 1 or 2 around the true lines finds the particles at F1 0.88 (IoU 0.5);
-# 2, the wider, for a decoder fused at 1/4 resolution (the two were not compared by training)
-DEFAULT_SEPARATION_BAND_PX = 2
-# distance from the border at which the border proximity reaches 0: about the radius of a median BAM particle
-DEFAULT_BORDER_RADIUS_PX = 5.0
 # the loss-weight map around the separation lines: the original U-Net's w0 = 10 (Ronneberger et al. 2015),
 # decaying with the distance to the line over about a small BAM particle's radius
 DEFAULT_LINE_WEIGHT = 10.0
@@ -168,7 +162,7 @@ class LabelParticles(Transform):
 
 class SeparateParticles(Transform):
     """Turn instance labels (1, H, W) back into a binary mask with one-pixel background lines between touching
-    particles (:func:`~rformer_monai.labelling.separated_foreground`, the BAM convention). After a zoom out with
+    particles (:func:`~rformer_monai.particles.labelling.separated_foreground`, the BAM convention). After a zoom out with
     nearest-neighbour interpolation, which skips rows and columns and with them the one-pixel lines (at zoom
     0.9 a third of the BAM particles merge), this draws the lines again where two particles came to touch.
     """
@@ -213,60 +207,13 @@ def _lines_and_neighbours(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     return on_line, lowest, highest
 
 
-class SeparationBand(Transform):
-    """Append a second channel to a binary mask (1, H, W): the band around the lines that separate touching
-    particles (:func:`separation_lines` widened by ``half_width_px`` 4-connected dilations), a target from
-    which a network learns where to split agglomerates.
-
-    Args:
-        half_width_px: dilations of the one-pixel lines (>= 0): the band is ``2 * half_width_px + 1`` wide.
-    """
-
-    def __init__(self, half_width_px: int = DEFAULT_SEPARATION_BAND_PX) -> None:
-        if isinstance(half_width_px, bool) or not isinstance(half_width_px, int) or half_width_px < 0:
-            raise ValueError(f"half_width_px must be a whole number >= 0, got {half_width_px!r}.")
-        self.half_width_px = half_width_px
-
-    def __call__(self, mask: torch.Tensor) -> torch.Tensor:
-        """Return (2, H, W): the mask and its separation band, both 0/1, of ``mask``'s type."""
-        array = _one_channel_mask(mask)
-        band = separation_lines(array)
-        if self.half_width_px and band.any():
-            band = ndi.binary_dilation(band, structure=FOUR_CONNECTED, iterations=self.half_width_px)
-        return _stacked_like(mask, array, band)
-
-
-class BorderProximity(Transform):
-    """Append a second channel to a binary mask (1, H, W): how close each pixel is to a particle's border,
-    ``1 - min(d, radius_px) / radius_px`` with ``d`` the distance to the nearest background pixel (the
-    lines between touching particles are background): 1 on background, ``1 - 1 / radius_px`` on a
-    particle's outermost pixels, 0 in its core; a soft target that a coarse decoder can draw, high
-    where touching particles meet.
-
-    Args:
-        radius_px: distance (> 0) from the border at which the proximity reaches 0.
-    """
-
-    def __init__(self, radius_px: float = DEFAULT_BORDER_RADIUS_PX) -> None:
-        if isinstance(radius_px, bool) or not radius_px > 0:
-            raise ValueError(f"radius_px must be > 0, got {radius_px!r}.")
-        self.radius_px = float(radius_px)
-
-    def __call__(self, mask: torch.Tensor) -> torch.Tensor:
-        """Return (2, H, W): the 0/1 mask and its border proximity in [0, 1], of ``mask``'s type."""
-        array = _one_channel_mask(mask)
-        distance = ndi.distance_transform_edt(array)
-        proximity = 1.0 - np.minimum(distance, self.radius_px) / self.radius_px
-        return _stacked_like(mask, array, proximity)
-
-
 class RelativeBorderProximity(Transform):
     """Append a second channel to a binary mask (1, H, W): each particle's border proximity relative to its own
     size, ``1 - d / d_max`` with ``d`` the distance to the nearest background pixel (the lines between touching
     particles are background) and ``d_max`` the largest ``d`` in the pixel's 4-connected particle: 1 on
     background, 0 at the centre of every particle however small. ``1 -`` this channel is a distance map
     normalised per particle, with one peak per particle: the target of a distance-map output, where
-    :class:`BorderProximity`'s fixed radius leaves particles narrower than twice the radius without a core.
+    a fixed radius would leave particles narrower than twice the radius without a core.
     """
 
     def __call__(self, mask: torch.Tensor) -> torch.Tensor:
@@ -281,36 +228,6 @@ class RelativeBorderProximity(Transform):
         inside = labels > 0
         proximity[inside] = 1.0 - distance[inside] / largest[labels[inside]]
         return _stacked_like(mask, array, proximity)
-
-
-class CentreOffsets(Transform):
-    """Append two channels to a binary mask (1, H, W): each pixel's horizontal and vertical offset from the
-    centroid of its 4-connected particle, divided by the particle's largest offset along that axis and mapped
-    from [-1, 1] to [0, 1] (0.5 at the centroid and on the background). Across the line between two touching
-    particles an offset jumps from one particle's far side to the other's near side, a step that a network
-    can draw where it cannot draw the one-pixel line itself: the horizontal and vertical maps of HoVer-Net
-    (Graham et al., Medical Image Analysis 2019), which :func:`rformer_monai.analysis.offset_boundaries`
-    turns back into boundaries.
-    """
-
-    def __call__(self, mask: torch.Tensor) -> torch.Tensor:
-        """Return (3, H, W): the 0/1 mask, its horizontal and its vertical offsets in [0, 1], of ``mask``'s type."""
-        array = _one_channel_mask(mask)
-        labels = label_particles(array)
-        offsets = [np.full(array.shape, 0.5), np.full(array.shape, 0.5)]
-        count = int(labels.max())
-        if count:
-            index = np.arange(1, count + 1)
-            inside = labels > 0
-            particle = labels[inside]
-            rows, columns = np.nonzero(inside)
-            centroids = np.asarray(ndi.center_of_mass(array, labels, index)).reshape(count, 2)
-            for axis, coordinates in ((1, columns), (0, rows)):
-                offset = coordinates - centroids[particle - 1, axis]
-                largest = np.asarray(ndi.maximum(np.abs(offset), particle, index)).reshape(count)
-                scale = np.maximum(largest, np.finfo(np.float64).eps)
-                offsets[1 - axis][inside] = 0.5 + 0.5 * offset / scale[particle - 1]
-        return _stacked_like(mask, array, *offsets)
 
 
 class StackSeparationTargets(Transform):

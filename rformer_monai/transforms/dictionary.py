@@ -11,18 +11,13 @@ from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, LoadImaged, MapTransform, Transform
 
 from rformer_monai.transforms.array import (
-    DEFAULT_BORDER_RADIUS_PX,
     DEFAULT_LINE_SIGMA_PX,
     DEFAULT_LINE_WEIGHT,
-    DEFAULT_SEPARATION_BAND_PX,
     BinarizeMask,
-    BorderProximity,
-    CentreOffsets,
     CropDataBar,
     LabelParticles,
     RelativeBorderProximity,
     SeparateParticles,
-    SeparationBand,
     SeparationWeight,
     StackSeparationTargets,
 )
@@ -135,28 +130,6 @@ class SeparateParticlesd(_ArrayTransformd):
         self.transform = SeparateParticles()
 
 
-class SeparationBandd(_ArrayTransformd):
-    """Append the separation band as a second channel to the masks under ``keys`` (see
-    :class:`SeparationBand`)."""
-
-    def __init__(
-        self, keys: KeysCollection, half_width_px: int = DEFAULT_SEPARATION_BAND_PX, allow_missing_keys: bool = False
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.transform = SeparationBand(half_width_px)
-
-
-class BorderProximityd(_ArrayTransformd):
-    """Append the border proximity as a second channel to the masks under ``keys`` (see
-    :class:`BorderProximity`)."""
-
-    def __init__(
-        self, keys: KeysCollection, radius_px: float = DEFAULT_BORDER_RADIUS_PX, allow_missing_keys: bool = False
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.transform = BorderProximity(radius_px)
-
-
 class RelativeBorderProximityd(_ArrayTransformd):
     """Append the relative border proximity as a second channel to the masks under ``keys`` (see
     :class:`RelativeBorderProximity`)."""
@@ -208,14 +181,6 @@ class LineWeightAndRelativeBorderd(_LineWeightAndTargetd):
     (:class:`~rformer_monai.losses.WeightedMaskAndSeparationLoss`)."""
 
     target = RelativeBorderProximity
-
-
-class LineWeightAndCentreOffsetsd(_LineWeightAndTargetd):
-    """Append the loss weights around the separation lines (:class:`SeparationWeight`) and the horizontal and
-    vertical centre offsets (:class:`CentreOffsets`) to the masks under ``keys``: (4, H, W) labels for a
-    network with two offset outputs beside its mask (experimental, ``configs/centre_offsets.json``)."""
-
-    target = CentreOffsets
 
 
 class SplitSeparationd(MapTransform):

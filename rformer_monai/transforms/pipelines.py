@@ -26,28 +26,22 @@ from monai.transforms import (
 
 from rformer_monai.transforms.dictionary import (
     BinarizeMaskd,
-    BorderProximityd,
     CheckSameShaped,
     CropDataBard,
     LabelParticlesd,
-    LineWeightAndCentreOffsetsd,
     LineWeightAndRelativeBorderd,
     LoadMicrographd,
     RelativeBorderProximityd,
     SeparateParticlesd,
-    SeparationBandd,
     SeparationWeightd,
 )
 
 SEPARATION_TARGETS = {
-    "band": (SeparationBandd, "half_width_px"),
-    "border": (BorderProximityd, "radius_px"),
     "relative_border": (RelativeBorderProximityd, None),
     "weight": (SeparationWeightd, "sigma_px"),
     "weight_and_relative_border": (LineWeightAndRelativeBorderd, "sigma_px"),
-    "weight_and_offsets": (LineWeightAndCentreOffsetsd, "sigma_px"),
 }
-WEIGHTED_TARGETS = ("weight", "weight_and_relative_border", "weight_and_offsets")  # the targets whose label carries loss weights
+WEIGHTED_TARGETS = ("weight", "weight_and_relative_border")  # the targets whose label carries loss weights
 
 IMAGE_KEY = "image"
 LABEL_KEY = "label"
@@ -135,7 +129,7 @@ def train_transforms(
     intensity: str = DEFAULT_INTENSITY,
     crop_bottom: int | None = None,
     foreground_fraction: float = FOREGROUND_CROP_FRACTION,
-    separation_target: str | None = None,
+    separation_target: str | MapTransform | None = None,
     separation_px: float | None = None,
     balance_area_px: float = 0.0,
     line_weight: float | None = None,
@@ -149,17 +143,14 @@ def train_transforms(
         intensity: ``"unit"`` or ``"zscore"`` (see :func:`intensity_transform`).
         crop_bottom: data-bar rows to crop; ``None`` detects the bar.
         foreground_fraction: fraction of crops centred on a particle pixel.
-        separation_target: None keeps the one-channel mask; ``"band"``, ``"border"`` or ``"relative_border"``
-            gives the label a second channel for a network with a separation output: the band around the lines
-            separating touching particles (:class:`SeparationBandd`), the border proximity
-            (:class:`BorderProximityd`) or the border proximity relative to each particle's size, a distance
-            map normalised per particle (:class:`RelativeBorderProximityd`);
-            ``"weight"`` gives it the loss weights around those lines (:class:`SeparationWeightd`) for a
-            one-channel network trained with :class:`~rformer_monai.losses.DiceAndWeightedBCELoss`;
-            ``"weight_and_relative_border"`` gives it both the weights and the relative border proximity
-            (:class:`LineWeightAndRelativeBorderd`, three channels).
-        separation_px: the band's half-width, the proximity's radius or the weights' decay (sigma); None for
-            the transform's default.
+        separation_target: None keeps the one-channel mask; ``"weight_and_relative_border"`` (the bundle's)
+            gives the label the loss weights around the lines between touching particles and each particle's
+            distance map normalised per particle (:class:`LineWeightAndRelativeBorderd`, three channels);
+            ``"weight"`` the loss weights alone (:class:`SeparationWeightd`) for a one-channel network trained
+            with :class:`~rformer_monai.losses.DiceAndWeightedBCELoss`; ``"relative_border"`` the distance map
+            alone (:class:`RelativeBorderProximityd`); or any label transform of the mask, applied as it is
+            (the research targets).
+        separation_px: the loss weights' decay (sigma) in px; None for the transform's default.
         balance_area_px: with loss weights (``"weight"``, ``"weight_and_relative_border"``), particles smaller
             than this many pixels weigh as much as one of this area
             (:class:`~rformer_monai.transforms.SeparationWeight`); 0 is off.
@@ -170,7 +161,9 @@ def train_transforms(
         raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}.")
     keys = [IMAGE_KEY, LABEL_KEY]
     targets = []
-    if separation_target is not None:
+    if isinstance(separation_target, MapTransform):
+        targets = [separation_target]
+    elif separation_target is not None:
         targets = [separation_transform(separation_target, separation_px, balance_area_px, line_weight)]
     return Compose(
         load_transforms(with_label=True, intensity=intensity, crop_bottom=crop_bottom)

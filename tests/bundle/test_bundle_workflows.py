@@ -18,6 +18,7 @@ from rformer_monai.data.synthetic import render_micrograph
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = BUNDLE / "configs"
 PROJECT_CONFIGS = PROJECT_ROOT / "configs"  # the override files beside the bundle
+RESEARCH_CONFIGS = PROJECT_ROOT / "research" / "configs"  # the experiments' overrides
 
 
 def _workflow(config_files: list[Path], workflow_type: str, **override) -> ConfigWorkflow:
@@ -205,10 +206,10 @@ def _train_one_epoch(tmp_path: Path, *extra_configs: Path) -> tuple[Path, dict, 
 )
 def test_separation_network_trains_evaluates_and_infers(tmp_path, separation_configs, label_channels, outputs):
     """The bundle's two-channel network (by default the line-weighted mask beside a distance map normalised
-    per particle; configs/separation_*.json for the others tried; configs/centre_offsets.json with two offset
+    per particle; configs/separation_*.json for the others tried; research/configs/centre_offsets.json with two offset
     channels) trains on mask + separation targets, is evaluated on the mask channel, and inference writes
     one-channel masks and particle outputs."""
-    separation = [PROJECT_CONFIGS / name for name in separation_configs]
+    separation = [RESEARCH_CONFIGS / name for name in separation_configs]
     bundle, override, train = _train_one_epoch(tmp_path, *separation)
     crops = train.parser.get_parsed_content("train#dataset")[0]
     assert {crop["label"].shape[0] for crop in crops} == {label_channels}
@@ -232,13 +233,13 @@ def test_separation_network_trains_evaluates_and_infers(tmp_path, separation_con
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("extra_config", "label_channels"), [("line_weighted_mask.json", 2), ("dice_loss.json", 1)])
+@pytest.mark.parametrize(("extra_config", "label_channels"), [("research/configs/line_weighted_mask.json", 2), ("configs/dice_loss.json", 1)])
 def test_one_channel_network_trains_with_or_without_line_weights(tmp_path, extra_config, label_channels):
-    """configs/line_weighted_mask.json (the bundle's network of 0.4.0 to 0.5.2) keeps one output channel and
+    """research/configs/line_weighted_mask.json (the bundle's network of 0.4.0 to 0.5.2) keeps one output channel and
     puts the loss weights on the lines between touching particles in the label's second channel, the training
     Dice taken on the mask channel alone; configs/dice_loss.json trains on the mask alone with the paper's
     Dice loss."""
-    bundle, _, train = _train_one_epoch(tmp_path, PROJECT_CONFIGS / extra_config)
+    bundle, _, train = _train_one_epoch(tmp_path, PROJECT_ROOT / extra_config)
     crops = train.parser.get_parsed_content("train#dataset")[0]
     assert {crop["label"].shape[0] for crop in crops} == {label_channels}
     assert 0.0 <= train.trainer.state.metrics["train_mean_dice"] <= 1.0
@@ -338,9 +339,8 @@ def test_split_seed_keeps_the_folds_when_the_weights_are_reseeded(tmp_path):
 
 def test_one_output_weights_load_with_line_weighted_mask_config(tmp_path):
     """Weights of the bundle's one-output network (0.4.0 to 0.5.2) do not fit the two-output network_def,
-    with an error naming out_channels; configs/line_weighted_mask.json merged onto inference.json loads them."""
-    from rformer_monai.engines import CheckpointError, load_weights
-    from rformer_monai.networks import ResidualFormer
+    with an error naming out_channels; research/configs/line_weighted_mask.json merged onto inference.json loads them."""
+    from rformer_monai.networks import CheckpointError, ResidualFormer, load_weights
 
     tiny = {key.split("#")[1]: value for key, value in TINY_NETWORK.items()}
     weights = tmp_path / "model.pt"
@@ -354,5 +354,5 @@ def test_one_output_weights_load_with_line_weighted_mask_config(tmp_path):
 
     with pytest.raises(CheckpointError, match="out_channels"):
         load_weights(network_def(), weights)
-    network = load_weights(network_def(PROJECT_CONFIGS / "line_weighted_mask.json"), weights)
+    network = load_weights(network_def(RESEARCH_CONFIGS / "line_weighted_mask.json"), weights)
     assert network(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 64, 64)

@@ -4,6 +4,7 @@ cross-validation)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ import torch
 from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
 
-from rformer_monai.engines import load_weights
 from rformer_monai.metrics import binary_confusion, scores_from_confusion
+from rformer_monai.networks import load_weights
+from rformer_monai.sharing import sha256_of
 from rformer_monai.transforms import validation_transforms
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "residualformer_sem"
@@ -49,3 +51,30 @@ def test_shipped_weights_segment_a_real_micrograph(bam_dataset_dir):
     scores = scores_from_confusion(binary_confusion(probability > 0.5, item["label"][0].numpy() > 0))
     assert scores["dice"] > SANITY_DICE
     assert np.isfinite(probability).all()
+
+
+def _large_files() -> dict[str, str]:
+    """``large_files.yml``'s entries as {path: sha256} (the file's block list of path/hash_val pairs)."""
+    entries, path = {}, None
+    for line in (BUNDLE / "large_files.yml").read_text().splitlines():
+        key, _, value = line.strip().lstrip("- ").partition(": ")
+        if key == "path":
+            path = value.strip('"')
+        elif key == "hash_val":
+            entries[path] = value.strip('"')
+    return entries
+
+
+def test_large_files_lists_every_shipped_weight_file_with_its_sha256():
+    entries = _large_files()
+    assert sorted(entries) == sorted(f"models/{path.name}" for path in (BUNDLE / "models").iterdir())
+    for path, expected in entries.items():
+        assert sha256_of(BUNDLE / path) == expected, f"{path}: sha256 differs from large_files.yml"
+
+
+def test_torchscript_carries_the_bundle_metadata_of_this_version():
+    extra_files = {"metadata.json": ""}
+    torch.jit.load(str(BUNDLE / "models" / "model.ts"), map_location="cpu", _extra_files=extra_files)
+    embedded = json.loads(extra_files["metadata.json"])
+    current = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
+    assert embedded == current, "models/model.ts is stale: regenerate it with ckpt_export (docs/sharing.md)"

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from rformer_monai.labelling import label_particles
 from rformer_monai.metrics import (
     INSTANCE_SCORE_NAMES,
     InstanceMatches,
@@ -17,6 +16,7 @@ from rformer_monai.metrics import (
     recall_by_size,
     scores_from_matches,
 )
+from rformer_monai.particles.labelling import label_particles
 
 SHAPE = (40, 60)
 

@@ -125,12 +125,12 @@ TRAIN_SETTINGS = {
     )
 }
 TRAIN_INITIALIZE = [
-    "$rformer_monai.engines.install_error_reporting(@output_dir)",
-    "$rformer_monai.engines.check_settings(**@settings)",
+    "$rformer_monai.workflows.install_error_reporting(@output_dir)",
+    "$rformer_monai.workflows.check_settings(**@settings)",
     "$monai.utils.set_determinism(seed=@seed)",
 ]
 RESEED_HANDLER = {
-    "_target_": "rformer_monai.engines.ReseedEachEpoch",
+    "_target_": "rformer_monai.workflows.ReseedEachEpoch",
     "_desc_": "each epoch's shuffling and augmentations seeded from (seed, epoch): resuming repeats the same draws",
     "seed": "@seed",
 }

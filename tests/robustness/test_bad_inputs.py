@@ -21,8 +21,15 @@ from robustness_helpers import CONFIGS, train_config_files
 from tiny_bundle_network import TINY_NETWORK, TINY_RUN
 
 from rformer_monai.data import DatasetLayoutError, discover_pairs, inference_datalist
-from rformer_monai.engines import (
-    CheckpointError,
+from rformer_monai.networks import CheckpointError
+from rformer_monai.transforms import (
+    MaskShapeError,
+    MicrographReadError,
+    inference_transforms,
+    read_micrograph,
+    validation_transforms,
+)
+from rformer_monai.workflows import (
     FailedInputsError,
     ResumeFromCheckpoint,
     SettingsError,
@@ -31,15 +38,8 @@ from rformer_monai.engines import (
     find_user_error,
     install_error_reporting,
 )
-from rformer_monai.engines.errors import ErrorReporter, describe_error, one_line
-from rformer_monai.engines.robust import describe_failure
-from rformer_monai.transforms import (
-    MaskShapeError,
-    MicrographReadError,
-    inference_transforms,
-    read_micrograph,
-    validation_transforms,
-)
+from rformer_monai.workflows.batch import describe_failure
+from rformer_monai.workflows.errors import ErrorReporter, describe_error, one_line
 
 INFERENCE = CONFIGS / "inference.json"
 

@@ -16,10 +16,12 @@ from monai.data import DataLoader
 from robustness_helpers import CONFIGS, kill_when, last_stderr_line, run_bundle
 from tiny_bundle_network import TINY_NETWORK, TINY_RUN
 
-from rformer_monai.analysis import PARTICLE_OUTPUT_SUFFIXES
 from rformer_monai.data import DatasetLayoutError
 from rformer_monai.data.synthetic import render_micrograph
-from rformer_monai.engines import (
+from rformer_monai.files import MASK_SUFFIX
+from rformer_monai.reports import PARTICLE_OUTPUT_SUFFIXES
+from rformer_monai.transforms import inference_transforms
+from rformer_monai.workflows import (
     FailedInputsError,
     FailureLog,
     TolerantDataset,
@@ -27,9 +29,7 @@ from rformer_monai.engines import (
     output_suffixes,
     pending_items,
 )
-from rformer_monai.engines.robust import FAILED_REASON_KEY, FAILED_SOURCE_KEY
-from rformer_monai.engines.writers import MASK_SUFFIX
-from rformer_monai.transforms import inference_transforms
+from rformer_monai.workflows.batch import FAILED_REASON_KEY, FAILED_SOURCE_KEY
 
 INFERENCE = CONFIGS / "inference.json"
 # five good micrographs (one smaller than the 64x64 window) and one empty file among them

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from monai.data import MetaTensor
 from PIL import Image
 
-from rformer_monai.engines import find_user_error
 from rformer_monai.transforms import (
     BinarizeMask,
     MicrographReadError,
@@ -27,6 +26,7 @@ from rformer_monai.transforms import (
     validation_transforms,
 )
 from rformer_monai.transforms.databar import MAX_BAR_FRACTION
+from rformer_monai.workflows import find_user_error
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DTYPES = [np.uint8, np.uint16, np.uint32, np.int8, np.int16, np.int32, np.float16, np.float32, np.float64, np.bool_]

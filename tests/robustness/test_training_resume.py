@@ -19,13 +19,13 @@ from monai.transforms import RandSpatialCropd
 from robustness_helpers import kill_when, train_config_files
 from tiny_bundle_network import TINY_NETWORK, TINY_RUN
 
-from rformer_monai.engines import (
+from rformer_monai.networks import read_checkpoint
+from rformer_monai.workflows import (
     AtomicCheckpointWriter,
     BestModelSaver,
     ReseedEachEpoch,
     TrainingCheckpointSaver,
     epoch_seed,
-    read_checkpoint,
 )
 
 MAX_EPOCHS = 3

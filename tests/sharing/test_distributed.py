@@ -15,7 +15,7 @@ from dataset_helpers import write_labelled_dataset
 from monai.bundle import ConfigWorkflow
 from tiny_bundle_network import BUNDLE, TINY_NETWORK, tiny_network
 
-from rformer_monai.engines import load_weights
+from rformer_monai.networks import load_weights
 from rformer_monai.sharing import (
     BroadcastBuffers,
     ddp_device_ids,

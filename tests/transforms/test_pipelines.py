@@ -13,7 +13,7 @@ from monai.transforms import Compose, Invertd, Zoom
 from monai.utils import set_determinism
 from scipy import ndimage
 
-from rformer_monai.labelling import label_particles
+from rformer_monai.particles.labelling import label_particles
 from rformer_monai.transforms import (
     BinarizeMask,
     BinarizeMaskd,

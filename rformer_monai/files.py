@@ -1,0 +1,77 @@
+"""Atomic file writing: every output is written to a temporary file in its folder and renamed, so that an
+interrupted run never leaves a half-written file that looks complete."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MASK_SUFFIX = "_mask.tif"
+PROBABILITY_SUFFIX = "_prob.tif"
+MASK_FOREGROUND = 255
+"""Grey value of particle pixels in a written mask (0 is background)."""
+FILE_MODE = 0o666  # before the umask, as open() would create it
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def output_stem(source: str | os.PathLike) -> str:
+    """The output name stem of an input file: its file name without the suffix."""
+    return Path(str(source)).stem
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Write ``path`` through ``write(temporary)`` on a temporary file in the same folder, then a rename.
+
+    A reader (or a rerun) sees the old file or the complete new one, never a half-written file; the
+    temporary file is removed when ``write`` fails, and one left by a killed process is named by
+    :func:`partial_writes`. The file gets the permissions ``open()`` would have given it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.chmod(temporary, FILE_MODE & ~_umask())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def partial_writes(path: str | os.PathLike) -> list[Path]:
+    """Temporary files that :func:`write_atomic` left beside ``path`` when its process was killed mid-write."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*{TEMPORARY_SUFFIX}"))
+
+
+def write_tiff_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write ``array`` to ``path`` as a compressed TIFF via a temporary file in the same folder and a rename."""
+    import tifffile
+
+    return write_atomic(path, lambda temporary: tifffile.imwrite(temporary, array, compression="zlib"))
+
+
+def write_csv_atomic(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], fieldnames: Sequence[str]) -> Path:
+    """Write ``rows`` (one mapping per row; keys not in ``fieldnames`` are ignored) under a header of
+    ``fieldnames`` as CSV, atomically; the folder is created when missing."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_atomic(path, lambda temporary: temporary.write_text(buffer.getvalue(), encoding="utf-8"))

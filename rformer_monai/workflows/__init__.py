@@ -1,0 +1,58 @@
+"""The glue the bundle wires together: ignite handlers (epoch log, overlays, particle analysis and instance
+evaluation), training checkpoints, learning-rate schedules, reseeding, batch runs that survive bad inputs and
+interruptions, the mask writer, settings checks, one-line user errors and the CPU allocator setting."""
+
+from rformer_monai.workflows.batch import (
+    FailureLog,
+    TolerantDataset,
+    TolerantEvaluator,
+    output_suffixes,
+    pending_items,
+)
+from rformer_monai.workflows.checkpoints import (
+    AtomicCheckpointWriter,
+    BestModelSaver,
+    ResumeFromCheckpoint,
+    TrainingCheckpointSaver,
+)
+from rformer_monai.workflows.errors import (
+    FailedInputsError,
+    SettingsError,
+    find_user_error,
+    install_error_reporting,
+)
+from rformer_monai.workflows.handlers import EpochSummaryHandler, PredictionOverlayHandler
+from rformer_monai.workflows.masks import SaveMaskd
+from rformer_monai.workflows.memory import keep_freed_buffers
+from rformer_monai.workflows.particle_handlers import InstanceEvaluationHandler, ParticleAnalysisHandler
+from rformer_monai.workflows.reproducibility import ReseedEachEpoch, epoch_seed
+from rformer_monai.workflows.schedules import LR_SCHEDULES, learning_rate_scheduler
+from rformer_monai.workflows.settings import as_bool, check_settings
+
+__all__ = [
+    "LR_SCHEDULES",
+    "AtomicCheckpointWriter",
+    "BestModelSaver",
+    "EpochSummaryHandler",
+    "FailedInputsError",
+    "FailureLog",
+    "InstanceEvaluationHandler",
+    "ParticleAnalysisHandler",
+    "PredictionOverlayHandler",
+    "ReseedEachEpoch",
+    "ResumeFromCheckpoint",
+    "SaveMaskd",
+    "SettingsError",
+    "TolerantDataset",
+    "TolerantEvaluator",
+    "TrainingCheckpointSaver",
+    "as_bool",
+    "check_settings",
+    "epoch_seed",
+    "find_user_error",
+    "install_error_reporting",
+    "keep_freed_buffers",
+    "learning_rate_scheduler",
+    "output_suffixes",
+    "pending_items",
+]
