@@ -186,6 +186,7 @@ def measure_particles(
     labels: np.ndarray,
     pixel_size_nm: float | None,
     excluded_rows_from: int | None = None,
+    offset: tuple[int, int] = (0, 0),
 ) -> dict[str, np.ndarray]:
     """Measure every labelled particle: sizes, shape descriptors, position and an edge flag.
 
@@ -213,6 +214,9 @@ def measure_particles(
         pixel_size_nm: edge length of a (square) pixel in nm, or None when unknown (columns in
             pixels, with a logged warning).
         excluded_rows_from: first row of an excluded strip at the bottom (a data bar), or None.
+        offset: (row, column) of ``labels``' first pixel in a larger image, when ``labels`` is a block of it:
+            centroids are then that image's (exactly as measured on the whole image); ``touches_edge`` is
+            still the border of ``labels``.
 
     Returns:
         The particle table: column name -> 1-D array of length N.
@@ -237,7 +241,7 @@ def measure_particles(
     else:
         unit, scale = LENGTH_UNIT_NM, pixel_size_nm
 
-    regions = regionprops(labels)  # ordered by label
+    regions = regionprops(labels, offset=tuple(int(value) for value in offset))  # ordered by label
     count = len(regions)
     values: dict[str, np.ndarray] = {
         name: np.zeros(count, dtype=np.float64) for name in PARTICLE_COLUMNS
