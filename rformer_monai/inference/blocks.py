@@ -279,18 +279,36 @@ def predict_probability(
     Raises:
         ValueError: when the network has another number of output channels.
     """
-    inputs = image[None, None].to(device)
-    options = stitching_options(inferer, image.shape, device)
-    dtype = amp_dtype or (torch.float16 if device.type == "cuda" else torch.bfloat16)
-    autocast = torch.autocast(device_type=device.type, dtype=dtype) if amp else nullcontext()
-    with torch.inference_mode(), autocast:
-        logits = inferer(inputs, network, **options)
+    logits = _block_logits(image, network, inferer, device, amp, amp_dtype)
     if logits.shape[1] not in (1, SEPARATION_CHANNELS):
         raise ValueError(
             f"the network has {logits.shape[1]} output channels: binary masks need the particle logits "
             f"(one channel, or {SEPARATION_CHANNELS} with a separation output after them)."
         )
     return torch.sigmoid(logits[0, 0].float()).cpu().numpy()
+
+
+def _block_logits(image, network, inferer, device, amp, amp_dtype) -> torch.Tensor:
+    inputs = image[None, None].to(device)
+    options = stitching_options(inferer, image.shape, device)
+    dtype = amp_dtype or (torch.float16 if device.type == "cuda" else torch.bfloat16)
+    autocast = torch.autocast(device_type=device.type, dtype=dtype) if amp else nullcontext()
+    with torch.inference_mode(), autocast:
+        return inferer(inputs, network, **options)
+
+
+def predict_outputs(
+    image: torch.Tensor,
+    network: Callable[[torch.Tensor], torch.Tensor],
+    inferer: SlidingWindowInferer,
+    device: torch.device,
+    amp: bool = False,
+    amp_dtype: torch.dtype | None = None,
+) -> np.ndarray:
+    """The sigmoid of every output channel of one normalised image or block, as the bundle's ``Activationsd``:
+    float32 (C, h, w) on the CPU, the particle probability first (see :func:`predict_probability`)."""
+    logits = _block_logits(image, network, inferer, device, amp, amp_dtype)
+    return torch.sigmoid(logits[0].float()).cpu().numpy()
 
 
 def _network_device(network: Callable) -> torch.device:
