@@ -331,7 +331,8 @@ class StreamingEvaluator(TolerantEvaluator):
 
 class RunSummaryHandler:
     """Write ``summary.csv`` and ``size_distribution.png`` (:func:`~rformer_monai.reports.write_run_summary`) from
-    the summary rows an evaluator's iterations return, when the run completes.
+    the summary rows an evaluator's iterations return, when the run completes. Under ``torchrun`` it runs on every
+    rank: the rows are gathered once every rank has finished and rank 0 writes the summary.
 
     Args:
         output_dir: folder of the summary.
@@ -354,6 +355,12 @@ class RunSummaryHandler:
         self.rows.extend(row for row in engine.state.output or [] if ECD_VALUES_KEY in row)
 
     def _summarise(self, engine: Engine) -> None:
+        from rformer_monai.sharing.batch_inference import gather_to_main_rank
+
+        rows = gather_to_main_rank(self.rows)  # under torchrun: every rank's rows, on rank 0 only
+        if rows is None:
+            return
+        self.rows = sorted(rows, key=lambda row: str(row["stem"]))  # one order however the inputs were shared
         if not self.rows:
             logger.info("no new images analysed: run summary not rewritten")
             return

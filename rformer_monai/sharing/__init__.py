@@ -3,6 +3,7 @@
 Command line: ``python -m rformer_monai.sharing {pack,fetch,onnx,check}`` (see ``docs/sharing.md``).
 """
 
+from rformer_monai.sharing.batch_inference import gather_to_main_rank, rank_file, shard_items, world_size
 from rformer_monai.sharing.distributed import (
     BroadcastBuffers,
     ddp_device_ids,
@@ -33,6 +34,10 @@ from rformer_monai.sharing.package import (
 )
 
 __all__ = [
+    "gather_to_main_rank",
+    "rank_file",
+    "shard_items",
+    "world_size",
     "BroadcastBuffers",
     "OnnxRuntimeNetwork",
     "PackedBundle",

@@ -1,0 +1,82 @@
+"""Batch inference under torchrun: two CPU processes share the micrographs and write what one process writes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from monai.bundle import ConfigWorkflow
+from tiny_bundle_network import BUNDLE, TINY_NETWORK, tiny_network
+
+from rformer_monai.data.synthetic import render_micrograph
+from rformer_monai.sharing import rank_file, shard_items
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+CONFIGS = BUNDLE / "configs"
+
+
+def test_outside_torchrun_every_item_is_this_process_s():
+    assert shard_items([1, 2, 3], rank=0) == [1, 2, 3]
+
+
+def test_rank_files():
+    assert rank_file("out/failed.csv", 0) == "out/failed.csv"
+    assert rank_file("out/failed.csv", 3) == str(Path("out/failed_rank3.csv"))
+
+
+def _outputs(folder: Path) -> dict[str, object]:
+    """Every file of an output folder: TIFFs as arrays, others as bytes."""
+    files = {}
+    for path in sorted(folder.iterdir()):
+        files[path.name] = tifffile.imread(path) if path.suffix == ".tif" else path.read_bytes()
+    return files
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_write_what_one_process_writes(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index, size in enumerate([(90, 120), (130, 100), (100, 100), (70, 150), (120, 90)]):
+        image, _ = render_micrograph(size, rng=index, mean_diameter_px=12.0)
+        tifffile.imwrite(inputs / f"image{index}.tif", image)
+    bundle_root = tmp_path / "bundle"
+    (bundle_root / "models").mkdir(parents=True)
+    torch.save(tiny_network(seed=1).state_dict(), bundle_root / "models" / "model.pt")
+    overrides = {
+        **TINY_NETWORK, "roi_size": [64, 64], "sw_batch_size": 2, "device": "cpu", "particle_threshold": 0.5,
+        "bundle_root": str(bundle_root), "dataset_dir": str(inputs),
+    }
+    configs = f"['{CONFIGS / 'inference.json'}','{CONFIGS / 'multi_gpu_inference.json'}']"
+    command = [
+        str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "monai.bundle", "run",
+        "--config_file", configs, "--meta_file", str(CONFIGS / "metadata.json"),
+        "--logging_file", str(CONFIGS / "logging.conf"), f"--output_dir={tmp_path / 'shared'}",
+        *(f"--{key}={value}" for key, value in overrides.items() if key != "device"),
+    ]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=540, env=environment)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    single = ConfigWorkflow(
+        config_file=str(CONFIGS / "inference.json"), logging_file=None, workflow_type="infer",
+        output_dir=str(tmp_path / "single"), **overrides,
+    )
+    single.initialize()
+    single.run()
+    single.finalize()
+
+    shared, alone = _outputs(tmp_path / "shared"), _outputs(tmp_path / "single")
+    assert sorted(shared) == sorted(alone)
+    assert len([name for name in alone if name.endswith("_mask.tif")]) == 5
+    assert "summary.csv" in alone
+    for name, content in alone.items():
+        if isinstance(content, np.ndarray):
+            np.testing.assert_array_equal(shared[name], content, err_msg=name)
+        else:
+            assert shared[name] == content, name
