@@ -18,6 +18,7 @@ from rformer_monai.inference.blocks import (
 )
 from rformer_monai.inference.bundle import BundleInference, load_bundle_inference
 from rformer_monai.inference.particle_blocks import RawPlane, stitched_particles
+from rformer_monai.inference.sources import MicrographSource, open_micrograph
 from rformer_monai.inference.streaming import (
     MicrographAnalysis,
     RunSummaryHandler,
@@ -25,7 +26,6 @@ from rformer_monai.inference.streaming import (
     analyse_micrograph,
     micrograph_pixel_size_nm,
 )
-from rformer_monai.inference.sources import MicrographSource, open_micrograph
 from rformer_monai.inference.tta import TTA_MODES, DihedralTTA, with_tta
 
 __all__ = [

@@ -69,9 +69,13 @@ from rformer_monai.reports.tables import (
     write_particle_csv,
     write_run_summary,
 )
-from rformer_monai.transforms.io import TIFF_PIXEL_SIZE_SOURCES, TIFF_SUFFIXES, read_micrograph, pixel_size_from_meta
+from rformer_monai.transforms.io import TIFF_PIXEL_SIZE_SOURCES, TIFF_SUFFIXES, pixel_size_from_meta, read_micrograph
 from rformer_monai.transforms.pipelines import DEFAULT_INTENSITY
-from rformer_monai.workflows.batch import FAILED_REASON_KEY, FAILED_SOURCE_KEY, SOURCE_KEY, TolerantEvaluator, describe_failure
+from rformer_monai.workflows.batch import (
+    FAILED_SOURCE_KEY,
+    TolerantEvaluator,
+    describe_failure,
+)
 from rformer_monai.workflows.errors import find_user_error
 
 logger = logging.getLogger(__name__)

@@ -34,10 +34,6 @@ from rformer_monai.sharing.package import (
 )
 
 __all__ = [
-    "gather_to_main_rank",
-    "rank_file",
-    "shard_items",
-    "world_size",
     "BroadcastBuffers",
     "OnnxRuntimeNetwork",
     "PackedBundle",
@@ -49,6 +45,7 @@ __all__ = [
     "export_bundle_onnx",
     "export_onnx",
     "fetch_bundle",
+    "gather_to_main_rank",
     "handlers_for_rank",
     "init_distributed",
     "local_device",
@@ -57,8 +54,11 @@ __all__ = [
     "main_rank_first",
     "metadata_problems",
     "pack_bundle",
+    "rank_file",
     "read_checksum_file",
     "read_onnx_properties",
     "safe_extract",
     "sha256_of",
+    "shard_items",
+    "world_size",
 ]

@@ -60,7 +60,7 @@ def test_torchrun_two_cpu_processes_write_what_one_process_writes(tmp_path):
         *(f"--{key}={value}" for key, value in overrides.items() if key != "device"),
     ]  # fmt: skip
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=540, env=environment)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=540, env=environment, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     single = ConfigWorkflow(
