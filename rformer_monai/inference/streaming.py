@@ -70,6 +70,7 @@ from rformer_monai.reports.tables import (
     write_run_summary,
 )
 from rformer_monai.transforms.io import TIFF_PIXEL_SIZE_SOURCES, TIFF_SUFFIXES, pixel_size_from_meta, read_micrograph
+from rformer_monai.transforms.dictionary import SEPARATION_CHANNELS
 from rformer_monai.transforms.pipelines import DEFAULT_INTENSITY
 from rformer_monai.workflows.batch import (
     FAILED_SOURCE_KEY,
@@ -239,6 +240,11 @@ def analyse_micrograph(
                 for block in blocks:
                     image = normalise_block(source.read(*block.region), intensity, statistics)
                     outputs = predict_outputs(image, network, inferer, device, amp=amp, amp_dtype=amp_dtype)
+                    if not particles and len(outputs) not in (1, SEPARATION_CHANNELS):
+                        raise ValueError(
+                            f"the network has {len(outputs)} output channels: binary masks need the particle logits "
+                            f"(one channel, or {SEPARATION_CHANNELS} with a separation output after them)."
+                        )
                     outputs = outputs[(slice(None), *block.core_in_region)]
                     if keep_maps:
                         probability.write(*block.core, outputs[0])
