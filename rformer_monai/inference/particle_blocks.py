@@ -50,7 +50,7 @@ DEFAULT_PARTICLE_BLOCK_SIZE = 2048
 """Target side of a particle block's core in pixels: the separation needs about 15 float64 planes of core + halo."""
 DEFAULT_PARTICLE_HALO_PX = 128
 """Context around a particle block's core at first; doubled for a block whose particles need more."""
-DEFAULT_MAX_PARTICLE_HALO_PX = 1024
+DEFAULT_MAX_PARTICLE_HALO_PX = 512
 """Largest halo grown for clusters of particles; particles themselves are never cut (their halo grows on)."""
 CLUSTER_GAP_PX = 4
 """Reach of the separation's Gaussian (4 sigma at sigma 1 px): mask pixels within twice this are one cluster."""
