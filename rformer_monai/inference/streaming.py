@@ -32,7 +32,7 @@ from monai.inferers import SlidingWindowInferer
 from monai.utils import ensure_tuple
 from torch import nn
 
-from rformer_monai.files import MASK_SUFFIX, PROBABILITY_SUFFIX, output_stem
+from rformer_monai.files import MASK_SUFFIX, PROBABILITY_SUFFIX, TEMPORARY_SUFFIX, output_stem
 from rformer_monai.inference.blocks import (
     DEFAULT_BLOCK_SIZE,
     OUTPUT_TILE,
@@ -69,7 +69,13 @@ from rformer_monai.reports.tables import (
     write_particle_csv,
     write_run_summary,
 )
-from rformer_monai.transforms.io import TIFF_PIXEL_SIZE_SOURCES, TIFF_SUFFIXES, pixel_size_from_meta, read_micrograph
+from rformer_monai.transforms.io import (
+    TIFF_PIXEL_SIZE_SOURCES,
+    TIFF_SUFFIXES,
+    check_micrograph_file,
+    pixel_size_from_meta,
+    read_micrograph,
+)
 from rformer_monai.transforms.dictionary import SEPARATION_CHANNELS
 from rformer_monai.transforms.pipelines import DEFAULT_INTENSITY
 from rformer_monai.workflows.batch import (
@@ -212,22 +218,24 @@ def analyse_micrograph(
     _check_inferer(inferer)
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}.")
-    path, output_dir = Path(path), Path(output_dir)
+    path, output_dir = check_micrograph_file(path), Path(output_dir)
     stem = output_stem(path)
     output_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(network, nn.Module):
         network.eval()
     device = _network_device(network) if device is None else torch.device(device)
-    pixel_size_nm = micrograph_pixel_size_nm(path, pixel_size_nm) if particles else pixel_size_nm
     planes: dict[str, RawPlane] = {}
 
     def plane(name: str, shape, dtype) -> RawPlane:
-        planes[name] = RawPlane(output_dir / f".{stem}.{name}.{os.getpid()}.raw", shape, dtype)
+        # named like write_atomic's temporary files of the mask, so that a rerun removes those of a killed run
+        scratch = output_dir / f".{stem}{MASK_SUFFIX}.{name}.{os.getpid()}{TEMPORARY_SUFFIX}"
+        planes[name] = RawPlane(scratch, shape, dtype)
         return planes[name]
 
     try:
         with open_micrograph(path, output_dir if scratch_dir is None else scratch_dir) as source:
             height, width = source.shape
+            pixel_size_nm = micrograph_pixel_size_nm(path, pixel_size_nm) if particles else pixel_size_nm
             bar_rows = data_bar_rows(source, crop_bottom)
             rows = height - bar_rows
             statistics = intensity_statistics(source, rows)

@@ -242,6 +242,24 @@ def _read_with_pil(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     return array, {"colour_conversion": conversion}
 
 
+def check_micrograph_file(path: str | os.PathLike) -> Path:
+    """``path`` as a ``Path`` when it is a non-empty, readable file.
+
+    Raises:
+        MicrographReadError: a folder, a missing, empty or unreadable file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise MicrographReadError(path, "is a folder, not an image file")
+    if not path.is_file():
+        raise MicrographReadError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise MicrographReadError(path, "file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise MicrographReadError(path, "file is not readable (check its permissions)")
+    return path
+
+
 def read_micrograph(path: str | os.PathLike, pixel_size_nm: float | None = None) -> Micrograph:
     """Read one micrograph or mask as a 2-D grey array with its metadata.
 
@@ -255,15 +273,7 @@ def read_micrograph(path: str | os.PathLike, pixel_size_nm: float | None = None)
     Raises:
         MicrographReadError: the file is missing, empty, truncated, not an image, or not a single 2-D image.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise MicrographReadError(path, "is a folder, not an image file")
-    if not path.is_file():
-        raise MicrographReadError(path, "no such file")
-    if path.stat().st_size == 0:
-        raise MicrographReadError(path, "file is empty (0 bytes)")
-    if not os.access(path, os.R_OK):
-        raise MicrographReadError(path, "file is not readable (check its permissions)")
+    path = check_micrograph_file(path)
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
         array, meta = _read_tiff(path)
