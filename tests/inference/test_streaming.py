@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tifffile
 import torch
 from inference_helpers import particles_image
@@ -40,11 +41,8 @@ def whole_image_outputs(path, output_dir, network, inferer, valley_gain):
     data = preprocessing({"image": str(path)})
     with torch.inference_mode():
         outputs = torch.sigmoid(inferer(data["image"][None].as_tensor(), network))[0]
-    data["pred"], data["pred_separation"] = outputs[:1], outputs[1:]
-    data["pred"] = MetaTensor(data["pred"], meta=data["image"].meta, applied_operations=data["image"].applied_operations)
-    data["pred_separation"] = MetaTensor(
-        data["pred_separation"], meta=data["image"].meta, applied_operations=data["image"].applied_operations
-    )
+    for key, channels in (("pred", outputs[:1]), ("pred_separation", outputs[1:])):
+        data[key] = MetaTensor(channels, meta=data["image"].meta, applied_operations=data["image"].applied_operations)
     data = Invertd(keys=["pred", "pred_separation"], transform=preprocessing, orig_keys="image", nearest_interp=False)(data)
     probability = data["pred"].numpy()[0]
     tifffile.imwrite(output_dir / f"{path.stem}_mask.tif", ((probability > 0.5) * MASK_FOREGROUND).astype(np.uint8))
@@ -56,17 +54,18 @@ def whole_image_outputs(path, output_dir, network, inferer, valley_gain):
     )
 
 
-def test_blocks_write_what_the_whole_image_writes(tmp_path, write_tiff):
-    """A 300 x 420 micrograph with a data bar: network blocks of 96 px and particle blocks of 64 px."""
+@pytest.mark.parametrize("valley_gain", [0.0, 4.0])
+def test_blocks_write_what_the_whole_image_writes(tmp_path, write_tiff, valley_gain):
+    """A 330 x 420 micrograph with a 30-row data bar: network blocks of 96 px and particle blocks of 64 px."""
     network = particle_network()
     path = write_tiff("micrograph.tif", particles_image((330, 420), seed=3, bar_rows=30))
     inferer = SlidingWindowInferer((64, 64), sw_batch_size=4, overlap=0.25, mode="gaussian")
     expected_dir, streamed_dir = tmp_path / "whole", tmp_path / "blocks"
     expected_dir.mkdir()
-    expected = whole_image_outputs(path, expected_dir, network, inferer, valley_gain=0.0)
+    expected = whole_image_outputs(path, expected_dir, network, inferer, valley_gain)
     row = analyse_micrograph(
         path, streamed_dir, network, inferer, block_size=96, pixel_size_nm=PIXEL_SIZE_NM,
-        particle_block_size=64, particle_halo_px=16,
+        valley_gain=valley_gain, particle_block_size=64, particle_halo_px=16,
     )
     assert expected["particle_count"] > 10
     assert {name: row[name] for name in row if name != "ecd_values"} == {
