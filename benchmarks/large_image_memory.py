@@ -45,7 +45,9 @@ def lattice_rows(start: int, stop: int, width: int, height: int) -> np.ndarray:
 def write_micrograph(path: Path, height: int, width: int) -> Path:
     import tifffile
 
-    strips = (lattice_rows(start, min(start + STRIP_ROWS, height), width, height) for start in range(0, height, STRIP_ROWS))
+    strips = (
+        lattice_rows(start, min(start + STRIP_ROWS, height), width, height) for start in range(0, height, STRIP_ROWS)
+    )
     tifffile.imwrite(path, strips, shape=(height, width), dtype=np.uint8, rowsperstrip=STRIP_ROWS)
     return path
 
@@ -71,13 +73,24 @@ def child(arguments: argparse.Namespace) -> None:
         intensity = "zscore"
     start = time.perf_counter()
     row = analyse_micrograph(
-        arguments.child, arguments.output_dir, network, inferer, block_size=arguments.block_size, intensity=intensity,
-        pixel_size_nm=1.0, particles=not arguments.masks_only,
+        arguments.child,
+        arguments.output_dir,
+        network,
+        inferer,
+        block_size=arguments.block_size,
+        intensity=intensity,
+        pixel_size_nm=1.0,
+        particles=not arguments.masks_only,
     )
-    print(json.dumps({
-        "seconds": time.perf_counter() - start, "peak_bytes": peak_resident_bytes(),
-        "particles": int(row.get("particle_count", -1)),
-    }))
+    print(
+        json.dumps(
+            {
+                "seconds": time.perf_counter() - start,
+                "peak_bytes": peak_resident_bytes(),
+                "particles": int(row.get("particle_count", -1)),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -95,19 +108,34 @@ def main() -> None:
     if arguments.child:
         child(arguments)
         return
-    print(f"| network{' (masks only)' if arguments.masks_only else ''} | image (W x H) | block | s / image | MP/s | particles | peak RSS (GB) |")
+    print(
+        f"| network{' (masks only)' if arguments.masks_only else ''} | image (W x H) | block | s / image | MP/s | particles | peak RSS (GB) |"
+    )
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(dir=arguments.work_dir) as work:
         for size in arguments.sizes:
             width, height = (int(side) for side in size.split("x"))
             image = write_micrograph(Path(work) / f"lattice_{size}.tif", height, width)
             command = [
-                sys.executable, __file__, "--child", str(image), "--output_dir", str(Path(work) / f"out_{size}"),
-                "--network", arguments.network, "--threads", str(arguments.threads),
-                "--block_size", str(arguments.block_size), "--sw_batch_size", str(arguments.sw_batch_size),
+                sys.executable,
+                __file__,
+                "--child",
+                str(image),
+                "--output_dir",
+                str(Path(work) / f"out_{size}"),
+                "--network",
+                arguments.network,
+                "--threads",
+                str(arguments.threads),
+                "--block_size",
+                str(arguments.block_size),
+                "--sw_batch_size",
+                str(arguments.sw_batch_size),
                 *(["--masks_only"] if arguments.masks_only else []),
             ]
-            result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+            result = json.loads(
+                subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+            )
             print(
                 f"| {arguments.network} | {width} x {height} | {arguments.block_size} | {result['seconds']:.1f} | "
                 f"{width * height / 1e6 / result['seconds']:.3f} | {result['particles']} | {result['peak_bytes'] / 1e9:.2f} |",

@@ -136,8 +136,10 @@ def _kept_particles(labels: np.ndarray, region: tuple[slice, slice], core: tuple
     first_rows, first_columns = first_rows + region[0].start, first_columns + region[1].start
     inside = (
         (values > 0)
-        & (first_rows >= core[0].start) & (first_rows < core[0].stop)
-        & (first_columns >= core[1].start) & (first_columns < core[1].stop)
+        & (first_rows >= core[0].start)
+        & (first_rows < core[0].stop)
+        & (first_columns >= core[1].start)
+        & (first_columns < core[1].stop)
     )
     kept = values[inside]
     lookup = np.zeros(int(values.max(initial=0)) + 1, dtype=bool)
@@ -158,7 +160,9 @@ def _clusters_of(particles: _BlockParticles, mask: np.ndarray) -> np.ndarray:
     return np.isin(clusters, kept[kept > 0])
 
 
-def _near_inner_side(foreground: np.ndarray, region: tuple[slice, slice], sample_shape: Sequence[int], context: int) -> bool:
+def _near_inner_side(
+    foreground: np.ndarray, region: tuple[slice, slice], sample_shape: Sequence[int], context: int
+) -> bool:
     """Whether ``foreground`` has a pixel within ``context`` of a side of ``region`` inside the sample."""
     if not foreground.any():
         return False
@@ -175,7 +179,9 @@ def _near_inner_side(foreground: np.ndarray, region: tuple[slice, slice], sample
     return any(near)
 
 
-def _border_flags(labels: np.ndarray, region: tuple[slice, slice], sample_shape: Sequence[int], count_labels: np.ndarray) -> np.ndarray:
+def _border_flags(
+    labels: np.ndarray, region: tuple[slice, slice], sample_shape: Sequence[int], count_labels: np.ndarray
+) -> np.ndarray:
     """Whether each of ``count_labels`` has a pixel on the sample's border (row 0, the last sample row, the first
     or last column), as :func:`~rformer_monai.particles.measure_particles` flags it on the whole sample."""
     on_border = []
@@ -269,7 +275,11 @@ def stitched_particles(
                 reason = "clusters of particles reach its side"
             else:
                 if block_halo >= max_halo:
-                    logger.info("particle block %s: a cluster wider than the %d px halo is analysed with that much context", core, block_halo)
+                    logger.info(
+                        "particle block %s: a cluster wider than the %d px halo is analysed with that much context",
+                        core,
+                        block_halo,
+                    )
                 return particles
             block_halo *= 2
             logger.info("particle block %s: %s, analysed again with a %d px halo", core, reason, block_halo)

@@ -69,6 +69,7 @@ from rformer_monai.reports.tables import (
     write_particle_csv,
     write_run_summary,
 )
+from rformer_monai.transforms.dictionary import SEPARATION_CHANNELS
 from rformer_monai.transforms.io import (
     TIFF_PIXEL_SIZE_SOURCES,
     TIFF_SUFFIXES,
@@ -76,7 +77,6 @@ from rformer_monai.transforms.io import (
     pixel_size_from_meta,
     read_micrograph,
 )
-from rformer_monai.transforms.dictionary import SEPARATION_CHANNELS
 from rformer_monai.transforms.pipelines import DEFAULT_INTENSITY
 from rformer_monai.workflows.batch import (
     FAILED_SOURCE_KEY,
@@ -137,7 +137,10 @@ def _downsampled(read: Callable[[slice, slice], np.ndarray], rows: int, width: i
     """Every ``factor``-th row and column of the first ``rows`` rows, read a strip at a time."""
     strip = max(factor, STRIP_ROWS // factor * factor)
     return np.concatenate(
-        [read(slice(start, min(start + strip, rows)), slice(None))[::factor, ::factor] for start in range(0, rows, strip)]
+        [
+            read(slice(start, min(start + strip, rows)), slice(None))[::factor, ::factor]
+            for start in range(0, rows, strip)
+        ]
     )
 
 
@@ -266,19 +269,34 @@ def analyse_micrograph(
             import tifffile
 
             with _atomic_output(output_dir / f"{stem}{MASK_SUFFIX}") as temporary:
-                tifffile.imwrite(temporary, tiles, shape=(height, width), dtype=np.uint8, tile=OUTPUT_TILE, compression="zlib")
+                tifffile.imwrite(
+                    temporary, tiles, shape=(height, width), dtype=np.uint8, tile=OUTPUT_TILE, compression="zlib"
+                )
             if save_probability:
                 _write_plane(probability, output_dir / f"{stem}{PROBABILITY_SUFFIX}", np.dtype(np.float32))
             if not particles:
                 return {"stem": stem}
             labels = plane("labels", (height, width), LABEL_DTYPE)
             columns = stitched_particles(
-                probability, planes.get("separation"), labels, rows, pixel_size_nm, particle_threshold,
-                valley_gain=valley_gain, separation_map=separation_map, block_size=particle_block_size,
-                halo=particle_halo_px, max_halo=max_particle_halo_px, **dict(separation or {}),
+                probability,
+                planes.get("separation"),
+                labels,
+                rows,
+                pixel_size_nm,
+                particle_threshold,
+                valley_gain=valley_gain,
+                separation_map=separation_map,
+                block_size=particle_block_size,
+                halo=particle_halo_px,
+                max_halo=max_particle_halo_px,
+                **dict(separation or {}),
             )
             count = len(columns["label"])
-            _write_plane(labels, output_dir / f"{stem}{LABELS_SUFFIX}", np.dtype(np.uint16 if count <= UINT16_MAX_LABEL else np.uint32))
+            _write_plane(
+                labels,
+                output_dir / f"{stem}{LABELS_SUFFIX}",
+                np.dtype(np.uint16 if count <= UINT16_MAX_LABEL else np.uint32),
+            )
             write_particle_csv(output_dir / f"{stem}{PARTICLES_SUFFIX}", columns)
             unit_length = 1.0 if pixel_size_nm is None else float(pixel_size_nm)
             summary = summarize_particles(columns, rows * width * unit_length**2)
@@ -291,7 +309,11 @@ def analyse_micrograph(
             scratch.remove()
     logger.info(
         "%s: %d particles (%d off the border), median ECD %.4g %s",
-        stem, summary["particle_count"], summary["measured_count"], summary["ecd_median"], unit,
+        stem,
+        summary["particle_count"],
+        summary["measured_count"],
+        summary["ecd_median"],
+        unit,
     )
     return {"stem": stem, **summary, ECD_VALUES_KEY: measured_ecd}
 
@@ -305,7 +327,9 @@ class MicrographAnalysis:
         **settings: the other keyword arguments of :func:`analyse_micrograph`.
     """
 
-    def __init__(self, output_dir: str | os.PathLike, network: nn.Module, inferer: SlidingWindowInferer, **settings: Any) -> None:
+    def __init__(
+        self, output_dir: str | os.PathLike, network: nn.Module, inferer: SlidingWindowInferer, **settings: Any
+    ) -> None:
         _check_inferer(inferer)
         self.output_dir = Path(output_dir)
         self.network = network

@@ -65,8 +65,14 @@ def test_blocks_equal_the_whole_image(tmp_path, valley_gain, with_separation, ba
 
     planes = _planes(tmp_path, probability, separation, height)
     table = stitched_particles(
-        *planes, sample_rows=rows, pixel_size_nm=2.5, threshold=PARTICLE_THRESHOLD, valley_gain=valley_gain,
-        separation_map=separation_map, block_size=64, halo=16,
+        *planes,
+        sample_rows=rows,
+        pixel_size_nm=2.5,
+        threshold=PARTICLE_THRESHOLD,
+        valley_gain=valley_gain,
+        separation_map=separation_map,
+        block_size=64,
+        halo=16,
     )
     labels = planes[2].read(slice(None), slice(None))
 

@@ -43,13 +43,19 @@ def whole_image_outputs(path, output_dir, network, inferer, valley_gain):
         outputs = torch.sigmoid(inferer(data["image"][None].as_tensor(), network))[0]
     for key, channels in (("pred", outputs[:1]), ("pred_separation", outputs[1:])):
         data[key] = MetaTensor(channels, meta=data["image"].meta, applied_operations=data["image"].applied_operations)
-    data = Invertd(keys=["pred", "pred_separation"], transform=preprocessing, orig_keys="image", nearest_interp=False)(data)
+    data = Invertd(keys=["pred", "pred_separation"], transform=preprocessing, orig_keys="image", nearest_interp=False)(
+        data
+    )
     probability = data["pred"].numpy()[0]
     tifffile.imwrite(output_dir / f"{path.stem}_mask.tif", ((probability > 0.5) * MASK_FOREGROUND).astype(np.uint8))
     step, cut = particle_step_maps(probability, separation_map(data["pred_separation"].numpy()), valley_gain)
     return analyse_mask(
-        mask=step > DEFAULT_PARTICLE_THRESHOLD, probability=cut, image=read_micrograph(path).array,
-        pixel_size_nm=PIXEL_SIZE_NM, output_dir=output_dir, stem=path.stem,
+        mask=step > DEFAULT_PARTICLE_THRESHOLD,
+        probability=cut,
+        image=read_micrograph(path).array,
+        pixel_size_nm=PIXEL_SIZE_NM,
+        output_dir=output_dir,
+        stem=path.stem,
         data_bar_rows=int(data["image"].meta["data_bar_rows"]),
     )
 
@@ -64,8 +70,15 @@ def test_blocks_write_what_the_whole_image_writes(tmp_path, write_tiff, valley_g
     expected_dir.mkdir()
     expected = whole_image_outputs(path, expected_dir, network, inferer, valley_gain)
     row = analyse_micrograph(
-        path, streamed_dir, network, inferer, block_size=96, pixel_size_nm=PIXEL_SIZE_NM,
-        valley_gain=valley_gain, particle_block_size=64, particle_halo_px=16,
+        path,
+        streamed_dir,
+        network,
+        inferer,
+        block_size=96,
+        pixel_size_nm=PIXEL_SIZE_NM,
+        valley_gain=valley_gain,
+        particle_block_size=64,
+        particle_halo_px=16,
     )
     assert expected["particle_count"] > 10
     assert {name: row[name] for name in row if name != "ecd_values"} == {
@@ -76,9 +89,13 @@ def test_blocks_write_what_the_whole_image_writes(tmp_path, write_tiff, valley_g
         np.testing.assert_array_equal(
             tifffile.imread(streamed_dir / f"micrograph{suffix}"), tifffile.imread(expected_dir / f"micrograph{suffix}")
         )
-    assert (streamed_dir / "micrograph_particles.csv").read_text() == (expected_dir / "micrograph_particles.csv").read_text()
+    assert (streamed_dir / "micrograph_particles.csv").read_text() == (
+        expected_dir / "micrograph_particles.csv"
+    ).read_text()
     for suffix in ("_overlay.png", "_psd.png"):
-        assert (streamed_dir / f"micrograph{suffix}").read_bytes() == (expected_dir / f"micrograph{suffix}").read_bytes()
+        assert (streamed_dir / f"micrograph{suffix}").read_bytes() == (
+            expected_dir / f"micrograph{suffix}"
+        ).read_bytes()
     assert sorted(path.name for path in streamed_dir.iterdir()) == sorted(f"micrograph{suffix}" for suffix in SUFFIXES)
 
 

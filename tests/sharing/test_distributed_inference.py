@@ -49,8 +49,13 @@ def test_torchrun_two_cpu_processes_write_what_one_process_writes(tmp_path):
     (bundle_root / "models").mkdir(parents=True)
     torch.save(tiny_network(seed=1).state_dict(), bundle_root / "models" / "model.pt")
     overrides = {
-        **TINY_NETWORK, "roi_size": [64, 64], "sw_batch_size": 2, "device": "cpu", "particle_threshold": 0.5,
-        "bundle_root": str(bundle_root), "dataset_dir": str(inputs),
+        **TINY_NETWORK,
+        "roi_size": [64, 64],
+        "sw_batch_size": 2,
+        "device": "cpu",
+        "particle_threshold": 0.5,
+        "bundle_root": str(bundle_root),
+        "dataset_dir": str(inputs),
     }
     configs = f"['{CONFIGS / 'inference.json'}','{CONFIGS / 'multi_gpu_inference.json'}']"
     command = [
@@ -64,8 +69,11 @@ def test_torchrun_two_cpu_processes_write_what_one_process_writes(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     single = ConfigWorkflow(
-        config_file=str(CONFIGS / "inference.json"), logging_file=None, workflow_type="infer",
-        output_dir=str(tmp_path / "single"), **overrides,
+        config_file=str(CONFIGS / "inference.json"),
+        logging_file=None,
+        workflow_type="infer",
+        output_dir=str(tmp_path / "single"),
+        **overrides,
     )
     single.initialize()
     single.run()
