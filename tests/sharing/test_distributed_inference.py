@@ -21,7 +21,7 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 CONFIGS = BUNDLE / "configs"
 
 
-def test_outside_torchrun_every_item_is_this_process_s():
+def test_outside_torchrun_one_process_takes_every_item():
     assert shard_items([1, 2, 3], rank=0) == [1, 2, 3]
 
 
