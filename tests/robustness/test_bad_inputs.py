@@ -195,7 +195,7 @@ def test_mask_of_another_size(tmp_path):
     assert isinstance(mask_error, MaskShapeError)
     assert str(mask_error) == (
         f"{files['label']}: has shape (40, 60) but its image {files['image']} has shape (40, 50): "
-        "a mask must have its image's height and width"
+        "a mask must have its image's height and width (or its width and the rows above the data bar)"
     )
 
 
@@ -459,9 +459,10 @@ def test_wrong_setting_ends_training_with_one_line(tmp_path, capsys):
     )
     with pytest.raises(RuntimeError) as error:
         workflow.initialize()
+    (run,) = (tmp_path / "bundle" / "runs").iterdir()  # the run's own folder
     assert terminal_line(error.value, capsys) == (
         "error: setting 'max_epochs' must be a positive integer, got 'abc' (str) "
-        f"(traceback in {tmp_path / 'bundle' / 'runs' / 'error.log'})"
+        f"(traceback in {run / 'error.log'})"
     )
 
 
