@@ -30,6 +30,13 @@ from rformer_monai.engines.robust import (
     output_suffixes,
     pending_items,
 )
+from rformer_monai.engines.runs import (
+    LoadPretrainedWeights,
+    new_run_folder,
+    pretrained_weights,
+    save_run_settings,
+    training_recipe,
+)
 from rformer_monai.engines.schedules import LR_SCHEDULES, learning_rate_scheduler
 from rformer_monai.engines.settings import as_bool, check_settings
 from rformer_monai.engines.writers import SaveMaskd, write_atomic, write_tiff_atomic
@@ -42,6 +49,7 @@ __all__ = [
     "FailedInputsError",
     "FailureLog",
     "LR_SCHEDULES",
+    "LoadPretrainedWeights",
     "PredictionOverlayHandler",
     "ReseedEachEpoch",
     "ResumeFromCheckpoint",
@@ -50,18 +58,22 @@ __all__ = [
     "TolerantDataset",
     "TolerantEvaluator",
     "TrainingCheckpointSaver",
-    "keep_freed_buffers",
     "as_bool",
     "check_settings",
     "epoch_seed",
     "find_user_error",
     "install_error_reporting",
+    "keep_freed_buffers",
     "learning_rate_scheduler",
     "load_weights",
+    "new_run_folder",
     "output_suffixes",
     "pending_items",
+    "pretrained_weights",
     "read_checkpoint",
     "save_prediction_overlay",
+    "save_run_settings",
+    "training_recipe",
     "write_atomic",
     "write_tiff_atomic",
 ]
