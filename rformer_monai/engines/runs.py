@@ -24,7 +24,8 @@ RUN_FOLDER_FORMAT = "%Y%m%d-%H%M%S"  # a run folder's name: the time it started
 SETTINGS_FILENAME = "settings.json"
 CHECKPOINTS_FOLDER = "checkpoints"  # the training checkpoints' folder in a run folder (train.json)
 RECIPE_KEYS = ("max_epochs", "learning_rate", "lr_schedule")
-NO_WEIGHTS_WORDS = ("none", "null")  # --pretrained None or null on the command line: from scratch
+# --pretrained null on the command line: from scratch ('monai.bundle run' drops an override of None)
+NO_WEIGHTS_WORDS = ("none", "null")
 
 
 def new_run_folder(parent: str | os.PathLike, resume_from: str | None = None) -> str:
@@ -49,8 +50,8 @@ def new_run_folder(parent: str | os.PathLike, resume_from: str | None = None) ->
 
 def pretrained_weights(pretrained: str | None, dataset_dir: str | None) -> str | None:
     """The weights a training run starts from: ``pretrained`` when the run trains on a dataset folder
-    (a fine-tune), ``None`` (from scratch) when ``pretrained`` is ``None`` or there is no ``dataset_dir``
-    (the synthetic quick-start)."""
+    (a fine-tune), ``None`` (from scratch) when ``pretrained`` is ``None``, ``"null"`` or ``"none"`` (the command
+    line's ``--pretrained null``), or there is no ``dataset_dir`` (the synthetic quick-start)."""
     if not dataset_dir or not pretrained or str(pretrained).strip().lower() in NO_WEIGHTS_WORDS:
         return None
     return str(pretrained)
@@ -114,7 +115,7 @@ class LoadPretrainedWeights:
             try:
                 read_checkpoint(checkpoint, map_location)
             except CheckpointError as exc:
-                raise CheckpointError(f"{exc} (to train from scratch instead: --pretrained None)") from exc
+                raise CheckpointError(f"{exc} (to train from scratch instead: --pretrained null)") from exc
 
     def attach(self, engine) -> None:
         """Load the weights now (nothing to do without a checkpoint)."""
@@ -123,5 +124,5 @@ class LoadPretrainedWeights:
         try:
             load_weights(self.network, self.checkpoint, self.map_location)
         except CheckpointError as exc:
-            raise CheckpointError(f"{exc} Or train from scratch: --pretrained None") from exc
+            raise CheckpointError(f"{exc} Or train from scratch: --pretrained null") from exc
         logger.info("fine-tuning from %s", self.checkpoint)

@@ -327,7 +327,7 @@ def test_verify_net_in_out_passes_on_network_def():
 
 
 def test_split_seed_keeps_the_folds_when_the_weights_are_reseeded(tmp_path):
-    dataset = write_labelled_dataset(tmp_path / "data", count=10, size=(32, 32))
+    dataset = write_labelled_dataset(tmp_path / "data", count=10, size=(48, 48))  # no image without particles
 
     def validation_images(**override) -> list[str]:
         parser = ConfigParser()

@@ -77,7 +77,7 @@ def test_from_scratch_is_one_setting_and_uses_the_recipe_of_the_shipped_weights(
         workflow_type="train",
         logging_file=None,
         **TINY_NETWORK,
-        **{**TINY_RUN, "pretrained": "None"},  # as the command line passes --pretrained None
+        **{**TINY_RUN, "pretrained": "null"},  # as the command line passes --pretrained null
         bundle_root=str(bundle),
         dataset_dir=str(write_labelled_dataset(tmp_path / "data")),
     )
@@ -87,7 +87,7 @@ def test_from_scratch_is_one_setting_and_uses_the_recipe_of_the_shipped_weights(
     assert (parsed("max_epochs"), parsed("learning_rate"), parsed("lr_schedule")) == (50, 1e-3, "cosine")
     assert parsed("intensity") == "unit"
     (run,) = (bundle / "runs").iterdir()  # no ckpt_dir given: a new run folder under runs/
-    assert json.loads((run / "settings.json").read_text())["initial_weights"] is None
+    assert Path(parsed("ckpt_dir")) == run
 
 
 def test_two_runs_without_ckpt_dir_get_two_folders(tmp_path):
