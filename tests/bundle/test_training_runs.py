@@ -147,3 +147,16 @@ def test_a_resumed_run_keeps_the_best_model_when_its_validation_scores_worse(tmp
     assert _sha256(run / "model.pt") == best_sha256
     ((kept_score, _),) = read_checkpoint(checkpoint)["best_model"]["_saved"]
     assert kept_score == best_score
+
+
+def test_the_quick_start_trains_from_scratch_into_its_own_folder(tmp_path):
+    workflow = ConfigWorkflow(
+        config_file=[str(TRAIN), str(BUNDLE.parents[1] / "configs" / "quickstart.json")],
+        workflow_type="train",
+        logging_file=None,
+        bundle_root=str(_tiny_bundle(tmp_path / "bundle")),
+    )
+    parsed = workflow.parser.get_parsed_content
+    assert parsed("initial_weights") is None  # no dataset_dir: the synthetic data, from scratch
+    assert (parsed("max_epochs"), parsed("learning_rate"), parsed("lr_schedule")) == (3, 1e-4, "constant")
+    assert Path(parsed("ckpt_dir")) == tmp_path / "bundle" / "runs" / "quickstart"
