@@ -20,8 +20,8 @@ from rformer_monai.data.synthetic import make_synthetic_dataset, render_microgra
 __all__ = [
     "DatasetLayoutError",
     "DatasetProblemsError",
-    "check_pair",
     "assign_folds",
+    "check_pair",
     "discover_pairs",
     "find_micrographs",
     "find_pairs",

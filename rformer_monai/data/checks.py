@@ -9,7 +9,11 @@ import os
 import torch
 
 from rformer_monai.data.discovery import DatasetProblemsError, find_pairs
-from rformer_monai.transforms.array import BinarizeMask, LoadMicrograph, unannotated_bottom_rows
+from rformer_monai.transforms.array import (
+    BinarizeMask,
+    LoadMicrograph,
+    unannotated_bottom_rows,
+)
 from rformer_monai.transforms.io import MicrographReadError
 
 logger = logging.getLogger(__name__)
@@ -35,8 +39,11 @@ def check_pair(image_path: str, mask_path: str, loader: LoadMicrograph | None = 
     rows = unannotated_bottom_rows(image.shape[1:], mask.shape[1:])
     if rows is None:
         return [
-            f"{mask_path}: shape {tuple(mask.shape[1:])} but its image {image_path} has shape {tuple(image.shape[1:])} "
-            "(a mask must have its image's size, or its width and the rows above the data bar)"
+            (
+                f"{mask_path}: shape {tuple(mask.shape[1:])} but its image {image_path} has shape "
+                f"{tuple(image.shape[1:])} (a mask must have its image's size, or its width and the rows above the "
+                "data bar)"
+            )
         ]
     if rows:
         logger.info("%s: covers the %d rows above the data bar of its image", mask_path, mask.shape[1])

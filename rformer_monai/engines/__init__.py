@@ -42,13 +42,13 @@ from rformer_monai.engines.settings import as_bool, check_settings
 from rformer_monai.engines.writers import SaveMaskd, write_atomic, write_tiff_atomic
 
 __all__ = [
+    "LR_SCHEDULES",
     "AtomicCheckpointWriter",
     "BestModelSaver",
     "CheckpointError",
     "EpochSummaryHandler",
     "FailedInputsError",
     "FailureLog",
-    "LR_SCHEDULES",
     "LoadPretrainedWeights",
     "PredictionOverlayHandler",
     "ReseedEachEpoch",

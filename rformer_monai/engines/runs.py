@@ -13,7 +13,11 @@ from typing import Any
 
 from torch import nn
 
-from rformer_monai.engines.checkpoints import CheckpointError, load_weights, read_checkpoint
+from rformer_monai.engines.checkpoints import (
+    CheckpointError,
+    load_weights,
+    read_checkpoint,
+)
 from rformer_monai.engines.writers import write_atomic
 
 __all__ = ["LoadPretrainedWeights", "new_run_folder", "pretrained_weights", "save_run_settings", "training_recipe"]

@@ -113,7 +113,11 @@ class BinarizeMask(Transform):
         name = meta.get("filename_or_obj", "mask")
         if mask.ndim == 3 and mask.shape[0] == 1 and is_instance_label_image(_one_channel(mask), source_max):
             labels = np.rint(_one_channel(mask)).astype(np.int64)
-            logger.info("%s: an instance label image (%d particles): particles are its non-zero pixels", name, len(np.unique(labels)) - 1)
+            logger.info(
+                "%s: an instance label image (%d particles): particles are its non-zero pixels",
+                name,
+                len(np.unique(labels)) - 1,
+            )
             return _stacked_like(mask, separated_foreground(labels))
         levels = torch.unique(torch.as_tensor(mask)).tolist()
         threshold = MASK_THRESHOLD_FRACTION * source_max

@@ -11,11 +11,11 @@ from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, LoadImaged, MapTransform, Transform
 
 from rformer_monai.transforms.array import (
-    UNANNOTATED_ROWS_KEY,
     DEFAULT_BORDER_RADIUS_PX,
     DEFAULT_LINE_SIGMA_PX,
     DEFAULT_LINE_WEIGHT,
     DEFAULT_SEPARATION_BAND_PX,
+    UNANNOTATED_ROWS_KEY,
     BinarizeMask,
     BorderProximity,
     CentreOffsets,
@@ -286,8 +286,8 @@ class FitMaskToImaged(MapTransform):
                 )
             if rows:
                 padded = torch.nn.functional.pad(torch.as_tensor(mask), (0, 0, 0, rows))
-                meta = {**mask.meta, UNANNOTATED_ROWS_KEY: rows} if isinstance(mask, MetaTensor) else {UNANNOTATED_ROWS_KEY: rows}
-                d[key] = MetaTensor(padded, meta=meta)
+                meta = dict(mask.meta) if isinstance(mask, MetaTensor) else {}
+                d[key] = MetaTensor(padded, meta={**meta, UNANNOTATED_ROWS_KEY: rows})
         return d
 
 

@@ -13,7 +13,11 @@ import torch
 from rformer_monai.data import DatasetProblemsError, labelled_dataset
 from rformer_monai.engines.errors import install_error_reporting
 from rformer_monai.transforms import validation_transforms
-from rformer_monai.transforms.array import BinarizeMask, is_instance_label_image, unannotated_bottom_rows
+from rformer_monai.transforms.array import (
+    BinarizeMask,
+    is_instance_label_image,
+    unannotated_bottom_rows,
+)
 
 BAR_ROWS = 12  # a bright data bar under a 64 x 80 image
 HEIGHT, WIDTH = 64, 80
