@@ -18,7 +18,7 @@ from rformer_monai.engines import (
 )
 
 FROM_SCRATCH = {"max_epochs": 50, "learning_rate": 1e-3, "lr_schedule": "cosine"}
-FINE_TUNE = {"max_epochs": 8, "learning_rate": 1e-4, "lr_schedule": "cosine"}
+FINE_TUNE = {"max_epochs": 6, "learning_rate": 1e-4, "lr_schedule": "cosine"}
 
 
 def test_new_run_folders_never_coincide(tmp_path):
