@@ -71,3 +71,29 @@ def test_pretrained_weights_of_another_network_say_how_to_train_from_scratch(tmp
     handler = LoadPretrainedWeights(torch.nn.Linear(2, 1), str(tmp_path / "model.pt"))
     with pytest.raises(CheckpointError, match="weights do not fit.*--pretrained null"):
         handler.attach(None)
+
+
+def test_a_checkpoint_without_a_best_score_still_resumes(tmp_path, caplog):
+    """Training checkpoints written before the best score travelled in them resume, the tracking afresh."""
+    from rformer_monai.engines import BestModelSaver, ResumeFromCheckpoint
+
+    network = torch.nn.Linear(2, 1)
+    torch.save({"model": network.state_dict(), "trainer": {"epoch": 1}}, tmp_path / "old.pt")
+    best = BestModelSaver(str(tmp_path / "run"), {"model": network})
+    handler = ResumeFromCheckpoint(
+        str(tmp_path / "old.pt"), {"model": network, "best_model": best}, optional_keys=["best_model"]
+    )
+    assert "best_model" not in handler.load_dict
+    assert "holds no 'best_model'" in caplog.text
+    with pytest.raises(CheckpointError, match="holds no best_model"):
+        ResumeFromCheckpoint(str(tmp_path / "old.pt"), {"model": network, "best_model": best})
+
+
+def test_the_best_score_round_trips_through_a_state_dict(tmp_path):
+    from rformer_monai.engines import BestModelSaver
+
+    saver = BestModelSaver(str(tmp_path), {"model": torch.nn.Linear(2, 1)})
+    assert saver.best_score is None and saver.state_dict() == {"_saved": []}
+    saver.load_state_dict({"_saved": [(0.93, "model.pt")]})
+    assert saver.best_score == 0.93
+    assert saver.state_dict() == {"_saved": [(0.93, "model.pt")]}
