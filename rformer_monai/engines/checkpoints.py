@@ -181,6 +181,7 @@ class AtomicCheckpointWriter(BaseSaveHandler):
 
 BEST_MODEL_FILENAME = "model.pt"
 SAVED_KEY = "_saved"  # ignite's Checkpoint state: [(score, filename)] of the files it keeps
+BEST_EPOCH_KEY = "best_metric_epoch"  # the epoch of the best score, as MONAI's evaluator records it
 
 
 class BestModelSaver:
@@ -212,6 +213,7 @@ class BestModelSaver:
             score_function=self._score,
             n_saved=1,
         )
+        self._evaluator: Engine | None = None
 
     @property
     def best_score(self) -> float | None:
@@ -222,13 +224,20 @@ class BestModelSaver:
     def state_dict(self) -> dict:
         """The best score so far and its file, for :class:`TrainingCheckpointSaver` to keep in the training
         checkpoint: a resumed run replaces the best model only with a better one."""
-        return {SAVED_KEY: [(float(priority), str(name)) for priority, name in self._best.state_dict()[SAVED_KEY]]}
+        saved = [(float(priority), str(name)) for priority, name in self._best.state_dict()[SAVED_KEY]]
+        epoch = getattr(getattr(self._evaluator, "state", None), "best_metric_epoch", -1)
+        return {SAVED_KEY: saved, BEST_EPOCH_KEY: int(epoch)}
 
     def load_state_dict(self, state_dict: Mapping) -> None:
         """Continue from the best score of a training checkpoint (see :meth:`state_dict`)."""
         self._best.load_state_dict({SAVED_KEY: [tuple(item) for item in state_dict[SAVED_KEY]]})
-        if self.best_score is not None:
-            logger.info("best %s so far: %.4f (from the checkpoint)", self.key_metric_name or "score", self.best_score)
+        if self.best_score is None:
+            return
+        epoch = int(state_dict.get(BEST_EPOCH_KEY, -1))
+        state = getattr(self._evaluator, "state", None)
+        if state is not None:  # MONAI's own best-metric record (the epoch log's "best"), as the model file's
+            state.best_metric, state.best_metric_epoch = self.best_score, epoch
+        logger.info("best score so far %.4f (epoch %d), from the checkpoint", self.best_score, epoch)
 
     def _score(self, evaluator: Engine) -> float:
         name = self.key_metric_name or getattr(evaluator.state, "key_metric_name", None)
@@ -238,6 +247,7 @@ class BestModelSaver:
 
     def attach(self, engine: Engine) -> None:
         """Save after every evaluation (epoch of ``engine``) whose key metric beats the best so far."""
+        self._evaluator = engine
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._best)
 
 

@@ -141,6 +141,9 @@ def test_a_resumed_run_keeps_the_best_model_when_its_validation_scores_worse(tmp
         **overrides, max_epochs=3, resume_from=str(checkpoint), **{"validate#postprocessing": no_particles}
     )
     assert resumed.parser.get_parsed_content("train#trainer").state.epoch == 3
+    evaluator = resumed.parser.get_parsed_content("validate#evaluator")
+    assert evaluator.state.best_metric == best_score  # the epoch log's "best" is the saved model's
+    assert evaluator.state.best_metric_epoch in (1, 2)
     with (run / "history.csv").open(newline="") as handle:
         rows = {int(row["epoch"]): row for row in csv.DictReader(handle)}
     assert float(rows[3]["val_metric"]) < best_score or best_score == 0.0
