@@ -27,8 +27,8 @@ def read_checkpoint(checkpoint_path: str | os.PathLike, map_location: str | torc
     path = Path(checkpoint_path)
     if not path.is_file():
         raise CheckpointError(
-            f"{path}: checkpoint not found. Train the bundle first (models/model.pt is written by training) "
-            "or pass --ckpt_path to a trained model."
+            f"{path}: checkpoint not found. Pass --ckpt_path to a trained model (the bundle ships models/model.pt; "
+            "a training run writes <run folder>/model.pt)."
         )
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)

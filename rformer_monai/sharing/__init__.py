@@ -13,6 +13,7 @@ from rformer_monai.sharing.distributed import (
     local_rank,
     log_on_main_rank_only,
     main_rank_first,
+    main_rank_result,
 )
 from rformer_monai.sharing.metadata import check_metadata, metadata_problems
 from rformer_monai.sharing.onnx import (
@@ -50,6 +51,7 @@ __all__ = [
     "local_rank",
     "log_on_main_rank_only",
     "main_rank_first",
+    "main_rank_result",
     "metadata_problems",
     "pack_bundle",
     "read_checksum_file",

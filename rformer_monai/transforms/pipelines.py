@@ -26,8 +26,8 @@ from monai.transforms import (
 
 from rformer_monai.transforms.dictionary import (
     BinarizeMaskd,
-    CheckSameShaped,
     CropDataBard,
+    FitMaskToImaged,
     LabelParticlesd,
     LineWeightAndRelativeBorderd,
     LoadMicrographd,
@@ -83,7 +83,7 @@ def load_transforms(
     keys = [IMAGE_KEY, LABEL_KEY] if with_label else [IMAGE_KEY]
     transforms: list[MapTransform] = [LoadMicrographd(keys=keys, pixel_size_nm=pixel_size_nm)]
     if with_label:
-        transforms.append(CheckSameShaped(keys=LABEL_KEY, reference_key=IMAGE_KEY))
+        transforms.append(FitMaskToImaged(keys=LABEL_KEY, reference_key=IMAGE_KEY))
     transforms.append(CropDataBard(keys=keys, source_key=IMAGE_KEY, crop_bottom=crop_bottom))
     if with_label:
         transforms.append(BinarizeMaskd(keys=LABEL_KEY))

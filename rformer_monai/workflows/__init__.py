@@ -26,6 +26,13 @@ from rformer_monai.workflows.masks import SaveMaskd
 from rformer_monai.workflows.memory import keep_freed_buffers
 from rformer_monai.workflows.particle_handlers import InstanceEvaluationHandler, ParticleAnalysisHandler
 from rformer_monai.workflows.reproducibility import ReseedEachEpoch, epoch_seed
+from rformer_monai.workflows.runs import (
+    LoadPretrainedWeights,
+    new_run_folder,
+    pretrained_weights,
+    save_run_settings,
+    training_recipe,
+)
 from rformer_monai.workflows.schedules import LR_SCHEDULES, learning_rate_scheduler
 from rformer_monai.workflows.settings import as_bool, check_settings
 
@@ -36,6 +43,7 @@ __all__ = [
     "EpochSummaryHandler",
     "FailedInputsError",
     "FailureLog",
+    "LoadPretrainedWeights",
     "InstanceEvaluationHandler",
     "ParticleAnalysisHandler",
     "PredictionOverlayHandler",
@@ -53,6 +61,10 @@ __all__ = [
     "install_error_reporting",
     "keep_freed_buffers",
     "learning_rate_scheduler",
+    "new_run_folder",
     "output_suffixes",
     "pending_items",
+    "pretrained_weights",
+    "save_run_settings",
+    "training_recipe",
 ]

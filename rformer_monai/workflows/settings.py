@@ -87,6 +87,8 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "dataset_dir": ("a folder or file path, or None", lambda v: v is None or isinstance(v, str)),
     "output_dir": ("a folder path", lambda v: isinstance(v, str) and v != ""),
     "ckpt_path": ("a file path", lambda v: isinstance(v, str) and v != ""),
+    "ckpt_dir": ("a folder path", lambda v: isinstance(v, str) and v != ""),
+    "pretrained": ("None (train from scratch) or a model file path", lambda v: v is None or (isinstance(v, str) and v != "")),
     "resume_from": ("None or a checkpoint file path", lambda v: v is None or (isinstance(v, str) and v != "")),
 }
 

@@ -195,7 +195,7 @@ def test_mask_of_another_size(tmp_path):
     assert isinstance(mask_error, MaskShapeError)
     assert str(mask_error) == (
         f"{files['label']}: has shape (40, 60) but its image {files['image']} has shape (40, 50): "
-        "a mask must have its image's height and width"
+        "a mask must have its image's height and width (or its width and the rows above the data bar)"
     )
 
 
