@@ -21,10 +21,15 @@ from rformer_monai.reports.tables import (
     SIZE_DISTRIBUTION_NAME,
     SUMMARY_COLUMNS,
     SUMMARY_CSV_NAME,
+    IMAGE_RECORD_SUFFIX,
+    ROIS_SUFFIX,
+    ParticleAnalysis,
     analyse_mask,
+    analyse_particles,
     write_particle_csv,
-    write_run_summary,
+    write_particle_outputs,
 )
+from rformer_monai.reports.summary import write_folder_summary
 
 __all__ = [
     "ECD_VALUES_KEY",
@@ -46,5 +51,10 @@ __all__ = [
     "scale_bar_length",
     "size_distribution_figure",
     "write_particle_csv",
-    "write_run_summary",
+    "write_folder_summary",
+    "IMAGE_RECORD_SUFFIX",
+    "ROIS_SUFFIX",
+    "ParticleAnalysis",
+    "analyse_particles",
+    "write_particle_outputs",
 ]
