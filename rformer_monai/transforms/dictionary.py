@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import InvertibleTransform, LoadImaged, MapTransform, Transform
+from monai.transforms import EnsureChannelFirst, InvertibleTransform, LoadImaged, MapTransform, Transform
 
 from rformer_monai.transforms.array import (
     DEFAULT_LINE_SIGMA_PX,
@@ -23,7 +23,7 @@ from rformer_monai.transforms.array import (
     StackSeparationTargets,
     unannotated_bottom_rows,
 )
-from rformer_monai.transforms.io import MaskShapeError, MicrographReader
+from rformer_monai.transforms.io import MaskShapeError, Micrograph, MicrographReader
 
 SEPARATION_CHANNELS = 2  # particle probability and one separation channel (a band or a distance map)
 MASK_AND_WEIGHT_CHANNELS = 2  # a label's mask and loss weights, before its separation targets (StackSeparationTargets)
@@ -56,8 +56,21 @@ class LoadMicrographd(LoadImaged):
         )
 
     def __call__(self, data, reader=None):  # type: ignore[override]
-        """Load the files under ``keys`` with ``reader``, by default the micrograph reader alone."""
-        return super().__call__(data, reader=self.micrograph_reader if reader is None else reader)
+        """Load the files under ``keys`` with ``reader``, by default the micrograph reader alone; a
+        :class:`~rformer_monai.transforms.io.Micrograph` already in memory is taken as it is."""
+        in_memory = {key: data[key] for key in self.key_iterator(data) if isinstance(data[key], Micrograph)}
+        if not in_memory:
+            return super().__call__(data, reader=self.micrograph_reader if reader is None else reader)
+        d = dict(data)
+        for key, micrograph in in_memory.items():
+            array, meta = self.micrograph_reader.get_data(micrograph)
+            meta.setdefault("filename_or_obj", meta.get("name", "array"))
+            image = MetaTensor.ensure_torch_and_prune_meta(np.asarray(array, dtype=self._loader.dtype), meta)
+            d[key] = EnsureChannelFirst()(image)
+        files = {key: value for key, value in d.items() if key not in in_memory}
+        loaded = super().__call__(files, reader=self.micrograph_reader if reader is None else reader) if any(
+            key in files for key in self.keys) else files
+        return {**d, **{key: loaded[key] for key in loaded}}
 
 
 class CropDataBard(MapTransform, InvertibleTransform):

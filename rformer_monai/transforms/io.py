@@ -5,7 +5,7 @@ channel-first ``MetaTensor`` whose ``meta`` holds:
 
 - ``pixel_size_nm``: the pixel size in nanometres, ``NaN`` where none is known (``NaN`` rather than
   ``None`` so that batches of images still collate; use :func:`pixel_size_from_meta` to read it),
-- ``pixel_size_source``: where it came from (``"argument"``, ``"zeiss"``, ``"fei"``, ``"imagej"``,
+- ``pixel_size_source``: where it came from (``"given"``, ``"zeiss"``, ``"fei"``, ``"imagej"``,
   ``"tiff_resolution"`` or ``"unknown"``),
 - ``source_dtype`` and ``source_max``: the stored dtype and its full-scale value (masks are
   binarised at half of it),
@@ -282,7 +282,7 @@ def read_micrograph(path: str | os.PathLike, pixel_size_nm: float | None = None)
     if pixel_size_nm is not None:
         if not (math.isfinite(pixel_size_nm) and pixel_size_nm > 0):
             raise ValueError(f"pixel_size_nm must be positive, got {pixel_size_nm}.")
-        meta["pixel_size_nm"], meta["pixel_size_source"] = float(pixel_size_nm), "argument"
+        meta["pixel_size_nm"], meta["pixel_size_source"] = float(pixel_size_nm), "given"
     meta.setdefault("pixel_size_nm", UNKNOWN_PIXEL_SIZE)
     meta.setdefault("pixel_size_source", "unknown")
     meta["source_dtype"] = str(array.dtype)

@@ -23,6 +23,7 @@ from rformer_monai.metrics.instances import (
     scores_from_matches,
 )
 from rformer_monai.metrics.segmentation import DEFAULT_THRESHOLD
+from rformer_monai.particles.imagej import PixelSize
 from rformer_monai.particles.labelling import label_particles, remove_small_particles
 from rformer_monai.particles.separation import (
     DEFAULT_MIN_SIZE_PX,
@@ -31,11 +32,10 @@ from rformer_monai.particles.separation import (
     separate_particles,
     separation_map,
 )
-from rformer_monai.reports.tables import (
-    ECD_VALUES_KEY,
-    analyse_mask,
-    write_run_summary,
-)
+from rformer_monai.reports.report_html import write_report
+from rformer_monai.reports.run_record import write_run_record
+from rformer_monai.reports.summary import write_folder_summary
+from rformer_monai.reports.tables import analyse_particles, write_particle_outputs
 from rformer_monai.transforms.array import DATA_BAR_ROWS_KEY
 from rformer_monai.transforms.dictionary import SEPARATION_POSTFIX
 from rformer_monai.transforms.io import pixel_size_from_meta, read_micrograph
@@ -64,12 +64,28 @@ def _probabilities(
     )
 
 
+RECORDED_META_PREFIXES = ("contrast",)
+"""Meta entries of an image whose names start with one of these go into its record and run.json (the
+contrast decision, where the pipeline makes one)."""
+
+
+def recorded_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """The entries of an image's meta recorded in its record (:data:`RECORDED_META_PREFIXES`), as plain values."""
+    recorded = {}
+    for key, value in meta.items():
+        if str(key).startswith(RECORDED_META_PREFIXES):
+            value = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+            recorded[str(key)] = value.reshape(-1)[0].item() if value.size == 1 else value.tolist()
+    return recorded
+
+
 class ParticleAnalysisHandler:
     """Analyse the particles of every predicted mask an evaluator produces.
 
-    Per image ``<stem>``: ``<stem>_labels.tif``, ``<stem>_particles.csv``, ``<stem>_overlay.png`` and
-    ``<stem>_psd.png`` (see :func:`rformer_monai.reports.analyse_mask`); when the run completes,
-    ``summary.csv`` and ``size_distribution.png`` over the images analysed in this run.
+    Per image ``<stem>``: labels, particle table, ImageJ ROIs, overlay, size distribution and the image's
+    record (see :mod:`rformer_monai.reports.tables`); when the run completes, ``summary.csv`` and the size
+    distribution over every image in the output folder (:func:`rformer_monai.reports.write_folder_summary`),
+    ``run.json`` (settings, weights, per-image records) and ``report.html``.
 
     Expects per-sample dicts in ``engine.state.output`` holding ``pred_key``: the particle probability
     (1, H, W) at the input's full size (after ``Invertd``) whose meta names the source file and carries
@@ -86,6 +102,8 @@ class ParticleAnalysisHandler:
             (:func:`rformer_monai.particles.deepen_valleys`; 0 leaves the probability as it is).
         separation_map: turns the separation outputs (C, H, W) into the (H, W) map the particle step cuts
             along; the default takes the bundle's one distance-map channel as it is.
+        settings: the run's settings, recorded in ``run.json`` (the bundle's ``settings``).
+        bundle_root: the bundle folder, for its version in ``run.json``.
     """
 
     def __init__(
@@ -97,6 +115,8 @@ class ParticleAnalysisHandler:
         separation_key: str = SEPARATION_KEY,
         valley_gain: float = DEFAULT_VALLEY_GAIN,
         separation_map: SeparationMap = separation_map,
+        settings: dict[str, Any] | None = None,
+        bundle_root: str | os.PathLike | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.threshold = threshold
@@ -105,6 +125,8 @@ class ParticleAnalysisHandler:
         self.separation_key = separation_key
         self.valley_gain = valley_gain
         self.separation_map = separation_map
+        self.settings = dict(settings or {})
+        self.bundle_root = bundle_root
         self.rows: list[dict[str, Any]] = []
 
     def attach(self, engine: Engine) -> None:
@@ -116,32 +138,54 @@ class ParticleAnalysisHandler:
     def _reset(self, engine: Engine) -> None:
         self.rows = []
 
+    def analyse(self, sample: dict[str, Any], image: np.ndarray | None = None):
+        """One sample's particles in memory (:func:`rformer_monai.reports.analyse_particles`), with this
+        handler's settings: the particle step the bundle runs, for :func:`rformer_monai.segment`.
+
+        Args:
+            sample: a post-processed sample holding ``pred_key`` (and the separation output where there is one).
+            image: the micrograph as stored (for ``Mean``), or None.
+        """
+        prediction = sample[self.pred_key]
+        if not isinstance(prediction, MetaTensor) or "filename_or_obj" not in prediction.meta:
+            raise ValueError(f"{self.pred_key!r} must be a MetaTensor whose meta names its source file.")
+        probability, cut = _probabilities(sample, self.pred_key, self.separation_key, self.valley_gain, self.separation_map)
+        pixel_size = PixelSize(pixel_size_from_meta(prediction.meta), str(prediction.meta.get("pixel_size_source", "unknown")))
+        return analyse_particles(
+            mask=probability > self.threshold,
+            image=image,
+            pixel_size=pixel_size,
+            data_bar_rows=int(prediction.meta.get(DATA_BAR_ROWS_KEY, 0)),
+            name=str(prediction.meta["filename_or_obj"]),
+            probability=cut,
+            **self.separation,
+        )
+
     def _analyse(self, engine: Engine) -> None:
         for sample in engine.state.output:
             prediction = sample[self.pred_key]
             if not isinstance(prediction, MetaTensor) or "filename_or_obj" not in prediction.meta:
                 raise ValueError(f"{self.pred_key!r} must be a MetaTensor whose meta names its source file.")
             source = str(prediction.meta["filename_or_obj"])
-            probability, cut = _probabilities(sample, self.pred_key, self.separation_key, self.valley_gain, self.separation_map)
-            row = analyse_mask(
-                mask=probability > self.threshold,
-                probability=cut,
-                image=read_micrograph(source).array,
-                pixel_size_nm=pixel_size_from_meta(prediction.meta),
-                output_dir=self.output_dir,
-                stem=Path(source).stem,
-                data_bar_rows=int(prediction.meta.get(DATA_BAR_ROWS_KEY, 0)),
-                **self.separation,
+            image = read_micrograph(source).array
+            row = write_particle_outputs(
+                self.analyse(sample, image), image, self.output_dir, Path(source).stem, source=source,
+                extra=recorded_meta(prediction.meta),
             )
             self.rows.append(row)
 
     def _summarise(self, engine: Engine) -> None:
-        if not self.rows:
-            logger.info("no new images analysed: run summary not rewritten")
+        summary = write_folder_summary(self.output_dir)
+        if not summary.images:
+            logger.info("no image analysed: no run summary")
             return
-        write_run_summary(self.rows, [np.asarray(row[ECD_VALUES_KEY]) for row in self.rows], self.output_dir)
-        count = sum(int(row["particle_count"]) for row in self.rows)
-        logger.info("%d particles in %d images; summary in %s", count, len(self.rows), self.output_dir)
+        write_run_record(self.output_dir, self.settings, self.bundle_root)
+        write_report(self.output_dir)
+        count = sum(int(row["particle_count"]) for row in summary.images)
+        logger.info(
+            "%d particles in %d images (%d analysed in this run); summary.csv, report.html in %s",
+            count, len(summary.images), len(self.rows), self.output_dir,
+        )
 
 
 class InstanceEvaluationHandler:
