@@ -22,6 +22,7 @@ from rformer_monai.workflows.errors import (
     install_error_reporting,
 )
 from rformer_monai.workflows.handlers import EpochSummaryHandler, PredictionOverlayHandler
+from rformer_monai.workflows.logs import keep_log_lines_apart
 from rformer_monai.workflows.masks import SaveMaskd
 from rformer_monai.workflows.memory import keep_freed_buffers
 from rformer_monai.workflows.particle_handlers import InstanceEvaluationHandler, ParticleAnalysisHandler
@@ -60,6 +61,7 @@ __all__ = [
     "find_user_error",
     "install_error_reporting",
     "keep_freed_buffers",
+    "keep_log_lines_apart",
     "learning_rate_scheduler",
     "new_run_folder",
     "output_suffixes",

@@ -181,7 +181,7 @@ def test_inference_writes_full_size_masks_for_any_size(tmp_path):
         for suffix in ("_particles.csv", "_overlay.png", "_psd.png"):
             assert (tmp_path / "out" / f"{name}{suffix}").is_file()
     summary = (tmp_path / "out" / "summary.csv").read_text().splitlines()
-    assert summary[0].startswith("stem,particle_count")
+    assert summary[0].startswith("stem,unit,pixel_size_nm,pixel_size_source,particle_count")
     assert {line.split(",")[0] for line in summary[1:]} == {*sizes, "pooled"}
 
 
