@@ -26,6 +26,7 @@ from rformer_monai.inference.bundle import load_bundle_inference, parse_override
 from rformer_monai.inference.tta import TTA_MODES, with_tta
 from rformer_monai.networks import CheckpointError
 from rformer_monai.transforms.io import MicrographReadError
+from rformer_monai.workflows.outputs import claim_output_folder
 
 logger = logging.getLogger("rformer_monai.inference")
 
@@ -70,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.device is not None:
         override["device"] = arguments.device
     try:
+        claim_output_folder(arguments.output_dir)  # before the network loads; no other run writes there
         parts = load_bundle_inference(arguments.bundle_root, arguments.config_file, override)
         inputs = [item["image"] for item in inference_datalist(arguments.input)]
     except (CheckpointError, FileNotFoundError, ValueError) as exc:

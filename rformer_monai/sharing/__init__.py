@@ -22,6 +22,7 @@ from rformer_monai.sharing.onnx import (
     read_onnx_properties,
 )
 from rformer_monai.sharing.package import (
+    FetchError,
     PackedBundle,
     UnsafeArchiveError,
     bundle_files,
@@ -34,6 +35,7 @@ from rformer_monai.sharing.package import (
 
 __all__ = [
     "BroadcastBuffers",
+    "FetchError",
     "OnnxRuntimeNetwork",
     "PackedBundle",
     "UnsafeArchiveError",

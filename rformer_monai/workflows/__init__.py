@@ -17,6 +17,7 @@ from rformer_monai.workflows.checkpoints import (
 )
 from rformer_monai.workflows.errors import (
     FailedInputsError,
+    OutputFolderError,
     SettingsError,
     find_user_error,
     install_error_reporting,
@@ -24,6 +25,7 @@ from rformer_monai.workflows.errors import (
 from rformer_monai.workflows.handlers import EpochSummaryHandler, PredictionOverlayHandler
 from rformer_monai.workflows.masks import SaveMaskd
 from rformer_monai.workflows.memory import keep_freed_buffers
+from rformer_monai.workflows.outputs import claim_output_folder, require_writable_folder
 from rformer_monai.workflows.particle_handlers import InstanceEvaluationHandler, ParticleAnalysisHandler
 from rformer_monai.workflows.reproducibility import ReseedEachEpoch, epoch_seed
 from rformer_monai.workflows.schedules import LR_SCHEDULES, learning_rate_scheduler
@@ -37,6 +39,7 @@ __all__ = [
     "FailedInputsError",
     "FailureLog",
     "InstanceEvaluationHandler",
+    "OutputFolderError",
     "ParticleAnalysisHandler",
     "PredictionOverlayHandler",
     "ReseedEachEpoch",
@@ -48,6 +51,7 @@ __all__ = [
     "TrainingCheckpointSaver",
     "as_bool",
     "check_settings",
+    "claim_output_folder",
     "epoch_seed",
     "find_user_error",
     "install_error_reporting",
@@ -55,4 +59,5 @@ __all__ = [
     "learning_rate_scheduler",
     "output_suffixes",
     "pending_items",
+    "require_writable_folder",
 ]

@@ -40,8 +40,14 @@ class FailedInputsError(ValueError):
     they are listed."""
 
 
+class OutputFolderError(ValueError):
+    """The output folder is a file, cannot be created or written, or another run is writing into it; the
+    message names the folder."""
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (
     MicrographReadError,
+    OutputFolderError,
     DatasetLayoutError,
     CheckpointError,
     SettingsError,

@@ -24,7 +24,6 @@ from tiny_bundle_network import TINY_NETWORK, TINY_RUN
 
 from rformer_monai.data import DatasetLayoutError, discover_pairs, inference_datalist
 from rformer_monai.networks import CheckpointError
-from rformer_monai.transforms.io import MAX_IMAGE_PIXELS, check_pixel_count
 from rformer_monai.transforms import (
     MaskShapeError,
     MicrographReadError,
@@ -32,6 +31,7 @@ from rformer_monai.transforms import (
     read_micrograph,
     validation_transforms,
 )
+from rformer_monai.transforms.io import MAX_IMAGE_PIXELS, check_pixel_count
 from rformer_monai.workflows import (
     FailedInputsError,
     ResumeFromCheckpoint,
@@ -131,7 +131,11 @@ BAD_FILES: dict[str, tuple[str, Callable[[Path], None], str]] = {
     "folder": ("folder.tif", make_folder, "is a folder, not an image file"),
     "missing": ("absent.tif", lambda p: None, "no such file"),
     "broken-symlink": ("link.tif", broken_link, "is a broken symbolic link: its target "),
-    "tiff-bomb": ("bomb.tif", tiff_bomb, f"its header claims 100000 x 100000 = 10000000000 pixels, more than the limit of {2**31}"),
+    "tiff-bomb": (
+        "bomb.tif",
+        tiff_bomb,
+        f"its header claims 100000 x 100000 = 10000000000 pixels, more than the limit of {2**31}",
+    ),
     "png-bomb": ("bomb.png", png_bomb, "its header claims 100000 x 100000 = 10000000000 pixels, more than the limit"),
     "unsupported-type": ("image.gif", lambda p: p.write_bytes(b"GIF89a"), "unsupported file type '.gif'"),
 }
