@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         f"  time: {result.seconds:.1f} s ({result.inputs / result.seconds:.1f} inputs/s)\n"
         f"  peak resident memory, first {result.window} images: {result.peak_first_bytes / MIB:.1f} MiB\n"
         f"  peak resident memory, last {result.window} images:  {result.peak_last_bytes / MIB:.1f} MiB\n"
-        f"  growth: {100 * result.growth:+.1f} % ({'flat' if flat else 'NOT flat'}: limit {100 * arguments.max_growth:.0f} %)"
+        f"  growth: {100 * result.growth:+.1f} % ({'flat' if flat else 'NOT flat'}: "
+        f"limit {100 * arguments.max_growth:.0f} %)"
     )
     return 0 if flat else 1
 
