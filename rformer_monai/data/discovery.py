@@ -55,11 +55,23 @@ def require_folder(folder: str | os.PathLike) -> Path:
     return folder
 
 
+def _is_broken_link(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()
+
+
 def find_micrographs(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """All micrograph files (TIFF, PNG, JPEG, BMP) under ``folder``, sorted by path."""
+    """All micrograph files (TIFF, PNG, JPEG, BMP) under ``folder``, sorted by path.
+
+    Symbolic links whose target is missing are listed too, so that reading them fails with a message (a
+    batch run lists them in ``failed.csv``) instead of the file being left out without a word.
+    """
     folder = require_folder(folder)
     pattern = "**/*" if recursive else "*"
-    return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in MICROGRAPH_SUFFIXES)
+    return sorted(
+        p
+        for p in folder.glob(pattern)
+        if (p.is_file() or _is_broken_link(p)) and p.suffix.lower() in MICROGRAPH_SUFFIXES
+    )
 
 
 def _mask_stem(mask: Path) -> str:

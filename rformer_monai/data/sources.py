@@ -54,8 +54,9 @@ def load_fold(
 
 
 def inference_datalist(input_dir: str | os.PathLike) -> list[dict[str, str]]:
-    """Every micrograph under ``input_dir`` (recursive) as ``[{"image": path}, ...]``; a single file is allowed."""
-    if os.path.isfile(input_dir):
+    """Every micrograph under ``input_dir`` (recursive) as ``[{"image": path}, ...]``; a single file is allowed
+    (a broken symbolic link is listed, so that the run reports it)."""
+    if os.path.isfile(input_dir) or (os.path.islink(input_dir) and not os.path.exists(input_dir)):
         return [{"image": str(input_dir)}]
     images = find_micrographs(input_dir)
     if not images:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from rformer_monai.data import inference_datalist
+from rformer_monai.folders import claim_output_folder
 from rformer_monai.inference.blocks import DEFAULT_BLOCK_SIZE, segment_large_micrograph
 from rformer_monai.inference.bundle import load_bundle_inference, parse_override
 from rformer_monai.inference.tta import TTA_MODES, with_tta
@@ -70,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.device is not None:
         override["device"] = arguments.device
     try:
+        claim_output_folder(arguments.output_dir)  # before the network loads; no other run writes there
         parts = load_bundle_inference(arguments.bundle_root, arguments.config_file, override)
         inputs = [item["image"] for item in inference_datalist(arguments.input)]
     except (CheckpointError, FileNotFoundError, ValueError) as exc:

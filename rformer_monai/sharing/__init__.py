@@ -23,6 +23,7 @@ from rformer_monai.sharing.onnx import (
     read_onnx_properties,
 )
 from rformer_monai.sharing.package import (
+    FetchError,
     PackedBundle,
     UnsafeArchiveError,
     bundle_files,
@@ -35,6 +36,7 @@ from rformer_monai.sharing.package import (
 
 __all__ = [
     "BroadcastBuffers",
+    "FetchError",
     "OnnxRuntimeNetwork",
     "PackedBundle",
     "UnsafeArchiveError",

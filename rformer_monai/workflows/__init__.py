@@ -2,6 +2,7 @@
 evaluation), training checkpoints, learning-rate schedules, reseeding, batch runs that survive bad inputs and
 interruptions, the mask writer, settings checks, one-line user errors and the CPU allocator setting."""
 
+from rformer_monai.folders import claim_output_folder, require_writable_folder
 from rformer_monai.workflows.batch import (
     FailureLog,
     TolerantDataset,
@@ -17,6 +18,7 @@ from rformer_monai.workflows.checkpoints import (
 )
 from rformer_monai.workflows.errors import (
     FailedInputsError,
+    OutputFolderError,
     SettingsError,
     find_user_error,
     install_error_reporting,
@@ -46,6 +48,7 @@ __all__ = [
     "FailureLog",
     "LoadPretrainedWeights",
     "InstanceEvaluationHandler",
+    "OutputFolderError",
     "ParticleAnalysisHandler",
     "PredictionOverlayHandler",
     "ReseedEachEpoch",
@@ -57,6 +60,7 @@ __all__ = [
     "TrainingCheckpointSaver",
     "as_bool",
     "check_settings",
+    "claim_output_folder",
     "epoch_seed",
     "find_user_error",
     "install_error_reporting",
@@ -69,4 +73,5 @@ __all__ = [
     "pretrained_weights",
     "save_run_settings",
     "training_recipe",
+    "require_writable_folder",
 ]

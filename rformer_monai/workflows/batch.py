@@ -32,6 +32,7 @@ from rformer_monai.files import (
     partial_writes,
     write_atomic,
 )
+from rformer_monai.folders import claim_output_folder
 from rformer_monai.workflows.errors import (
     FailedInputsError,
     describe_error,
@@ -79,7 +80,8 @@ def pending_items(
 
     Outputs are written atomically, so an output file that exists is complete. Files in ``output_dir`` that
     look like outputs (a name ending in one of ``suffixes``) are outputs of an earlier run, not inputs,
-    and are left out. Temporary files that a killed run left for the pending outputs are removed.
+    and are left out. Temporary files that a killed run left for the pending outputs are removed, after
+    :func:`~rformer_monai.workflows.claim_output_folder` has locked the folder: no other run can be writing them.
 
     Args:
         datalist: ``[{"image": path}, ...]``.
@@ -90,8 +92,9 @@ def pending_items(
 
     Raises:
         DatasetLayoutError: two inputs would write the same output file (same name in two folders).
+        OutputFolderError: the folder cannot be written, or another run is writing into it.
     """
-    output_dir = Path(output_dir)
+    output_dir = claim_output_folder(output_dir)  # no other run writes there while its leftovers are removed
     overwrite = as_bool(overwrite, "overwrite")
     if not suffixes:
         raise ValueError("suffixes must name at least one output file, got none.")

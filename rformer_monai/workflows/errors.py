@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from rformer_monai.data.discovery import DatasetLayoutError, DatasetProblemsError
+from rformer_monai.folders import OutputFolderError
 from rformer_monai.networks.weights import CheckpointError
 from rformer_monai.transforms.io import MicrographReadError
 
@@ -42,6 +43,7 @@ class FailedInputsError(ValueError):
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     MicrographReadError,
+    OutputFolderError,
     DatasetLayoutError,
     CheckpointError,
     SettingsError,
