@@ -15,6 +15,13 @@ from rformer_monai.transforms.array import (
     separation_line_pairs,
     separation_lines,
 )
+from rformer_monai.transforms.contrast import (
+    CONTRAST_MODES,
+    ParticleContrast,
+    ParticleContrastd,
+    contrast_score,
+    decide_contrast,
+)
 from rformer_monai.transforms.databar import detect_data_bar
 from rformer_monai.transforms.dictionary import (
     BinarizeMaskd,
@@ -46,6 +53,11 @@ from rformer_monai.transforms.pipelines import (
 )
 
 __all__ = [
+    "CONTRAST_MODES",
+    "ParticleContrast",
+    "ParticleContrastd",
+    "contrast_score",
+    "decide_contrast",
     "BinarizeMask",
     "BinarizeMaskd",
     "BorderProximity",
