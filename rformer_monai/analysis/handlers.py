@@ -35,8 +35,10 @@ from rformer_monai.metrics.instances import (
 )
 from rformer_monai.metrics.segmentation import DEFAULT_THRESHOLD
 from rformer_monai.transforms.array import DATA_BAR_ROWS_KEY
+from rformer_monai.transforms.contrast import CONTRAST_KEY, CONTRAST_SCORE_KEY
 from rformer_monai.transforms.dictionary import SEPARATION_POSTFIX
 from rformer_monai.transforms.io import pixel_size_from_meta, read_micrograph
+from rformer_monai.trust import trust_statistics, trust_warning
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +60,24 @@ def _probabilities(
     )
 
 
+def _contrast_and_warning(prediction: MetaTensor, data_bar_rows: int) -> tuple[str, str]:
+    """The polarity the image was read with (its meta, empty where unknown) and the trust check's warning
+    (:func:`rformer_monai.trust.trust_warning`) on the probability of the rows above the data bar."""
+    probability = prediction.detach().cpu().float().numpy()[0]
+    probability = probability[: probability.shape[0] - data_bar_rows]
+    score = prediction.meta.get(CONTRAST_SCORE_KEY)
+    statistics = trust_statistics(probability, None if score is None else float(score))
+    return str(prediction.meta.get(CONTRAST_KEY, "")), trust_warning(statistics)
+
+
 class ParticleAnalysisHandler:
     """Analyse the particles of every predicted mask an evaluator produces.
 
     Per image ``<stem>``: ``<stem>_labels.tif``, ``<stem>_particles.csv``, ``<stem>_overlay.png`` and
     ``<stem>_psd.png`` (see :func:`rformer_monai.analysis.analyse_mask`); when the run completes,
-    ``summary.csv`` and ``size_distribution.png`` over the images analysed in this run.
+    ``summary.csv`` and ``size_distribution.png`` over the images analysed in this run. An image that fails
+    the trust check (:mod:`rformer_monai.trust`) is named in a logged warning and its row's ``warning``
+    column says why.
 
     Expects per-sample dicts in ``engine.state.output`` holding ``pred_key``: the particle probability
     (1, H, W) at the input's full size (after ``Invertd``) whose meta names the source file and carries
@@ -113,6 +127,10 @@ class ParticleAnalysisHandler:
                 raise ValueError(f"{self.pred_key!r} must be a MetaTensor whose meta names its source file.")
             source = str(prediction.meta["filename_or_obj"])
             probability, cut = _probabilities(sample, self.pred_key, self.separation_key, self.valley_gain)
+            data_bar_rows = int(prediction.meta.get(DATA_BAR_ROWS_KEY, 0))
+            contrast, warning = _contrast_and_warning(prediction, data_bar_rows)
+            if warning:
+                logger.warning("%s: %s", source, warning)
             row = analyse_mask(
                 mask=probability > self.threshold,
                 probability=cut,
@@ -120,7 +138,9 @@ class ParticleAnalysisHandler:
                 pixel_size_nm=pixel_size_from_meta(prediction.meta),
                 output_dir=self.output_dir,
                 stem=Path(source).stem,
-                data_bar_rows=int(prediction.meta.get(DATA_BAR_ROWS_KEY, 0)),
+                data_bar_rows=data_bar_rows,
+                contrast=contrast,
+                warning=warning,
                 **self.separation,
             )
             self.rows.append(row)

@@ -41,6 +41,7 @@ from rformer_monai.analysis.plots import plot_overlay, plot_size_distribution
 from rformer_monai.engines.writers import write_tiff_atomic
 
 __all__ = [
+    "CONTRAST_COLUMN",
     "ECD_VALUES_KEY",
     "LABELS_SUFFIX",
     "OVERLAY_SUFFIX",
@@ -50,6 +51,7 @@ __all__ = [
     "SIZE_DISTRIBUTION_NAME",
     "SUMMARY_COLUMNS",
     "SUMMARY_CSV_NAME",
+    "WARNING_COLUMN",
     "analyse_mask",
     "write_csv_atomic",
     "write_particle_csv",
@@ -69,7 +71,11 @@ SIZE_DISTRIBUTION_NAME = "size_distribution.png"
 POOLED_ROW_NAME = "pooled"
 """``stem`` of the last row of ``summary.csv``, the statistics of all images' particles together."""
 
-SUMMARY_COLUMNS: tuple[str, ...] = ("stem", *SUMMARY_KEYS)
+CONTRAST_COLUMN = "contrast"
+"""Column of the particles' polarity the image was read with (``bright``/``dark``; empty where unknown)."""
+WARNING_COLUMN = "warning"
+"""Column of the trust check's reasons (:func:`rformer_monai.trust.trust_warning`); empty when fine."""
+SUMMARY_COLUMNS: tuple[str, ...] = ("stem", *SUMMARY_KEYS, CONTRAST_COLUMN, WARNING_COLUMN)
 """Columns of ``summary.csv`` (the keys of :func:`analyse_mask`'s row, except the ECD values)."""
 ECD_VALUES_KEY = "ecd_values"
 """Key of the row returned by :func:`analyse_mask` holding the measured ECDs (not written to CSV)."""
@@ -132,6 +138,8 @@ def analyse_mask(
     output_dir: str | os.PathLike,
     stem: str,
     data_bar_rows: int = 0,
+    contrast: str = "",
+    warning: str = "",
     **separation_kwargs: Any,
 ) -> dict[str, Any]:
     """Separate, count and measure the particles of one mask and write the image's files.
@@ -147,13 +155,15 @@ def analyse_mask(
         output_dir: folder of the files (created when missing).
         stem: file name stem of the image's outputs.
         data_bar_rows: rows at the bottom that are the instrument's data bar (not analysed).
+        contrast: the particles' polarity the image was read with, for the summary row.
+        warning: the trust check's reasons (empty when fine), for the summary row.
         **separation_kwargs: passed on to :func:`separate_particles`; a full-size
             ``probability`` is cropped to the sample rows like the mask.
 
     Returns:
         The image's summary row: ``stem``, ``particle_count``, ``edge_particle_count``,
         ``measured_count``, ``ecd_mean``, ``ecd_median``, ``ecd_d10``, ``ecd_d50``, ``ecd_d90``,
-        ``area_fraction`` and ``unit`` (the columns of ``summary.csv``), and
+        ``area_fraction``, ``unit``, ``contrast`` and ``warning`` (the columns of ``summary.csv``), and
         ``ecd_values``: the measured ECDs (1-D array) to pool in :func:`write_run_summary`.
 
     Raises:
@@ -194,7 +204,13 @@ def analyse_mask(
         "%s: %d particles (%d off the border), median ECD %.4g %s",
         stem, summary["particle_count"], summary["measured_count"], summary["ecd_median"], unit,
     )
-    return {"stem": stem, **summary, ECD_VALUES_KEY: measured_ecd}
+    return {"stem": stem, **summary, CONTRAST_COLUMN: contrast, WARNING_COLUMN: warning, ECD_VALUES_KEY: measured_ecd}
+
+
+def _flagged_count(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The pooled row's warning: how many images were flagged, empty when none."""
+    flagged = sum(bool(row[WARNING_COLUMN]) for row in rows)
+    return f"{flagged} of {len(rows)} images flagged" if flagged else ""
 
 
 def write_run_summary(
@@ -243,6 +259,8 @@ def write_run_summary(
         **{f"ecd_{name}": statistics[name] for name in SIZE_STATISTICS[1:]},
         "area_fraction": float(np.mean(area_fractions)) if area_fractions else math.nan,
         "unit": units[0],
+        CONTRAST_COLUMN: "/".join(sorted({str(row[CONTRAST_COLUMN]) for row in rows} - {""})),
+        WARNING_COLUMN: _flagged_count(rows),
     }
     output_dir = Path(output_dir)
     write_csv_atomic(output_dir / SUMMARY_CSV_NAME, [*rows, pooled], SUMMARY_COLUMNS)
