@@ -15,7 +15,7 @@ import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.inferers import SlidingWindowInferer
 
-from rformer_monai.analysis.outputs import SUMMARY_CSV_NAME
+from rformer_monai.analysis.outputs import ECD_VALUES_KEY, SUMMARY_CSV_NAME, analyse_mask, write_run_summary
 from rformer_monai.data.synthetic import render_micrograph
 from rformer_monai.engines import load_weights
 from rformer_monai.transforms import inference_transforms
@@ -150,3 +150,17 @@ def test_bundle_inference_writes_contrast_and_warning_columns(tmp_path, caplog):
     assert "dark.tif: dark particles" in caplog.text  # auto's decision, logged
     flagged = [r for r in caplog.records if r.levelno == logging.WARNING and "background segmented" in r.getMessage()]
     assert len(flagged) == 1 and "dark.tif" in flagged[0].getMessage()
+
+
+def test_summary_csv_carries_contrast_and_warning(tmp_path):
+    image, mask = render_micrograph((96, 96), rng=0, mean_diameter_px=12.0)
+    rows = [
+        analyse_mask(mask > 0, image, 7.5, tmp_path, "fine", contrast="dark"),
+        analyse_mask(mask > 0, image, 7.5, tmp_path, "odd", contrast="bright", warning="network undecided"),
+    ]
+    pooled = write_run_summary(rows, [row[ECD_VALUES_KEY] for row in rows], tmp_path)
+    assert pooled["contrast"] == "bright/dark" and pooled["warning"] == "1 of 2 images flagged"
+    with open(tmp_path / SUMMARY_CSV_NAME, newline="") as file:
+        written = {row["stem"]: row for row in csv.DictReader(file)}
+    assert written["fine"]["warning"] == "" and written["odd"]["warning"] == "network undecided"
+    assert written["fine"]["contrast"] == "dark"
