@@ -147,7 +147,9 @@ def main() -> None:
         help="only score the masks a bundle run wrote to this folder for the inverted images, then stop",
     )
     parser.add_argument("--synthetic", type=int, default=8, help="synthetic micrographs of either contrast")
-    parser.add_argument("--forced_limit", type=int, default=10, help="images of the forced wrong contrast run (0: none)")
+    parser.add_argument(
+        "--forced_limit", type=int, default=10, help="images of the forced wrong contrast run (0: none)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)

@@ -83,7 +83,9 @@ def trust_warning(statistics: dict[str, float]) -> str:
     score = statistics.get("contrast_score", float("nan"))
     if np.isfinite(score) and score < MIN_CONTRAST_SCORE:
         if score < 0:
-            reasons.append(f"particles look dark to the network (contrast score {score:+.2f}): check the contrast setting")
+            reasons.append(
+                f"particles look dark to the network (contrast score {score:+.2f}): check the contrast setting"
+            )
         else:
             reasons.append(f"no clear particle contrast (contrast score {score:+.2f} below {MIN_CONTRAST_SCORE})")
     return "; ".join(reasons)

@@ -44,7 +44,9 @@ def test_statistics_of_a_known_probability():
     probability = np.zeros((10, 10))
     probability[:2] = 0.75  # 20 % particles, margin 0.5 there and 1 elsewhere
     statistics = trust_statistics(probability, contrast_score=0.6)
-    assert statistics == {"foreground_fraction": pytest.approx(0.2), "mean_margin": pytest.approx(0.9), "contrast_score": 0.6}
+    assert statistics == {
+        "foreground_fraction": pytest.approx(0.2), "mean_margin": pytest.approx(0.9), "contrast_score": 0.6
+    }
     assert np.isnan(trust_statistics(probability, None)["contrast_score"])
     with pytest.raises(ValueError, match="probability must hold at least one pixel"):
         trust_statistics(np.zeros((0,)), None)

@@ -240,6 +240,10 @@ def inference_transforms(
     particles turned bright (``contrast``: ``"bright"``, ``"dark"`` or ``"auto"`` per image)."""
     return Compose(
         load_transforms(
-            with_label=False, intensity=intensity, crop_bottom=crop_bottom, pixel_size_nm=pixel_size_nm, contrast=contrast
+            with_label=False,
+            intensity=intensity,
+            crop_bottom=crop_bottom,
+            pixel_size_nm=pixel_size_nm,
+            contrast=contrast,
         )
     )

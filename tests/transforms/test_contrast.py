@@ -94,7 +94,8 @@ def test_micrograph_and_its_inverse_give_the_network_the_same_input(tmp_path, tr
     assert bright.meta[CONTRAST_KEY] == "bright" and dark.meta[CONTRAST_KEY] == "dark"
     assert bright.shape == dark.shape == (1, 140, 192)  # the data bar cropped from both
     assert torch.equal(bright.as_tensor(), dark.as_tensor())
-    assert bright.meta[CONTRAST_SCORE_KEY] == pytest.approx(dark.meta[CONTRAST_SCORE_KEY]) and bright.meta[CONTRAST_SCORE_KEY] > 0
+    assert bright.meta[CONTRAST_SCORE_KEY] > 0
+    assert bright.meta[CONTRAST_SCORE_KEY] == pytest.approx(dark.meta[CONTRAST_SCORE_KEY])
     if transforms is validation_transforms:
         assert torch.equal(items["bright"]["label"].as_tensor(), items["dark"]["label"].as_tensor())
 
@@ -112,10 +113,20 @@ def test_forced_contrast_is_applied_as_told():
 
 def test_auto_logs_its_decision_naming_the_file(caplog):
     image, _ = _micrograph(2, 0.1)
-    tensor = MetaTensor(torch.as_tensor(_dark(image)[None], dtype=torch.float32), meta={"filename_or_obj": "film/x.tif"})
+    meta = {"filename_or_obj": "film/x.tif"}
+    tensor = MetaTensor(torch.as_tensor(_dark(image)[None], dtype=torch.float32), meta=meta)
     with caplog.at_level(logging.INFO, logger="rformer_monai.transforms.contrast"):
         ParticleContrastd(keys="image", contrast="auto")({"image": tensor})
     assert "film/x.tif: dark particles" in caplog.text
+
+
+def test_dictionary_transform_gives_every_key_the_first_keys_polarity():
+    image, _ = _micrograph(4, 0.1)
+    dark = MetaTensor(torch.as_tensor(_dark(image)[None], dtype=torch.float32))
+    other = MetaTensor(torch.as_tensor(image[None], dtype=torch.float32))  # would be read as bright on its own
+    out = ParticleContrastd(keys=["image", "other"], contrast="auto")({"image": dark, "other": other.clone()})
+    assert out["image"].meta[CONTRAST_KEY] == out["other"].meta[CONTRAST_KEY] == "dark"
+    assert torch.equal(out["other"].as_tensor(), invert_grey_values(other).as_tensor())
 
 
 def test_training_pipeline_takes_the_contrast(tmp_path):
