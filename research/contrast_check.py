@@ -84,11 +84,13 @@ def pooled_dice(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
     return 2.0 * overlap / total if total else 1.0
 
 
-def run(pairs, network, inferer, contrast: str, threshold: float, truth_polarity: str, cache: dict) -> dict:
+def run(
+    pairs, network, inferer, contrast: str, threshold: float, truth_polarity: str, cache: dict, flatten: bool = False
+) -> dict:
     """Segment every pair with the shipped weights; ``cache`` maps a network input (its bytes) to the
     probability already computed for it: an inverse whose decision-corrected input is bit for bit the
     original's gets the same probability without a second inference (``reused`` in its result)."""
-    transforms = validation_transforms(contrast=contrast)
+    transforms = validation_transforms(contrast=contrast, flatten_background=flatten)
     results, masks, decision_s, inference_s = [], {}, 0.0, 0.0
     for pair in pairs:
         start = time.perf_counter()
@@ -146,6 +148,7 @@ def main() -> None:
         "--score_bundle_masks", default=None,
         help="only score the masks a bundle run wrote to this folder for the inverted images, then stop",
     )
+    parser.add_argument("--flatten_background", action="store_true", help="subtract a smooth background first")
     parser.add_argument("--synthetic", type=int, default=8, help="synthetic micrographs of either contrast")
     parser.add_argument(
         "--forced_limit", type=int, default=10, help="images of the forced wrong contrast run (0: none)"
@@ -181,7 +184,7 @@ def main() -> None:
     outputs, cache = {}, {}
     for name, (data, contrast, polarity) in runs.items():
         start = time.perf_counter()
-        outputs[name] = run(data, network, inferer, contrast, threshold, polarity, cache)
+        outputs[name] = run(data, network, inferer, contrast, threshold, polarity, cache, args.flatten_background)
         results = outputs[name]["results"]
         truth = {}
         for pair in data:

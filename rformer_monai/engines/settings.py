@@ -83,6 +83,10 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "roi_size": ("a list of two positive integers such as [256, 256]", _is_roi),
     "intensity": (f"one of {INTENSITY_MODES}", lambda v: v in INTENSITY_MODES),
     "contrast": (f"one of {CONTRAST_MODES}", lambda v: v in CONTRAST_MODES),
+    "flatten_background": (
+        "True or False (capitalised on the command line)",
+        lambda v: isinstance(v, (bool, np.bool_)),
+    ),
     "sw_mode": (f"one of {SW_MODES}", lambda v: v in SW_MODES),
     "amp": ("True or False (capitalised on the command line)", lambda v: isinstance(v, (bool, np.bool_))),
     "save_probability": ("true or false", _is_flag),
