@@ -19,6 +19,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from scipy import ndimage
 
+from rformer_monai.transforms.contrast import CONTRAST_SCORE_KEY, contrast_score
+
 __all__ = ["FlattenBackground", "FlattenBackgroundd", "estimate_background"]
 
 # The background is estimated on the image shrunk by this factor (block means: fast, and the noise averaged).
@@ -57,7 +59,8 @@ def estimate_background(image: np.ndarray) -> np.ndarray:
 
 class FlattenBackground(Transform):
     """Subtract :func:`estimate_background` from every channel of a (C, H, W) micrograph of bright particles
-    (the result's minimum is moved to the input's, so the grey values stay in range)."""
+    (the result's minimum is moved to the input's, so the grey values stay in range); a contrast score in the
+    meta is recomputed on the result."""
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         array = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
@@ -67,6 +70,8 @@ class FlattenBackground(Transform):
         if isinstance(img, MetaTensor):
             result = MetaTensor(result, meta=dict(img.meta), applied_operations=list(img.applied_operations))
             result.meta[BACKGROUND_FLATTENED_KEY] = True
+            if CONTRAST_SCORE_KEY in result.meta:  # the score of the image the network sees, for the trust check
+                result.meta[CONTRAST_SCORE_KEY] = contrast_score(flattened)
         return result
 
 

@@ -18,6 +18,7 @@ from rformer_monai.transforms.background import (
     FlattenBackground,
     estimate_background,
 )
+from rformer_monai.transforms.contrast import CONTRAST_SCORE_KEY, contrast_score
 
 SIZE = (300, 410)  # not multiples of the shrink factor
 GRADIENT_GREY_LEVELS = 80.0
@@ -67,6 +68,7 @@ def test_pipeline_option_and_bad_input(tmp_path):
     tifffile.imwrite(tmp_path / "hazy.tif", np.clip(hazy, 0, 255).astype(np.uint8))
     item = inference_transforms(flatten_background=True, crop_bottom=0)({"image": str(tmp_path / "hazy.tif")})
     assert item["image"].shape == (1, *SIZE) and item["image"].meta[BACKGROUND_FLATTENED_KEY]
+    assert item["image"].meta[CONTRAST_SCORE_KEY] == pytest.approx(contrast_score(item["image"]))
     assert float(item["image"].min()) == 0.0 and float(item["image"].max()) == 1.0
     with pytest.raises(ValueError, match="image must be a non-empty 2-D"):
         estimate_background(np.zeros((2, 3, 4)))
