@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 MIN_FOREGROUND_FRACTION = 0.005
 MAX_FOREGROUND_FRACTION = 0.5
 # Mean probability margin |2p - 1| over the sample area: 0.938..0.996 on the BAM images with the shipped weights
-# (lowest on the most crowded, 33 % particles: more boundary), 0.93..0.94 on synthetic micrographs of 30 %
+# (lowest on the most crowded, 33 % particles: more boundary; 0.921 with flatten_background), 0.93..0.94 on synthetic micrographs of 30 %
 # coverage; 0.85..0.86 on a synthetic dark-particle image forced to bright, 0.38..0.84 on noise images.
 # 0.9 sits below every micrograph like the training images, above those.
 MIN_MEAN_MARGIN = 0.9
