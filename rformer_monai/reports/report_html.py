@@ -78,7 +78,7 @@ def _gallery(output_dir: Path) -> str:
         stem = str(record["stem"])
         median = record.get("ecd_median")
         median_text = "–" if median in (None, "") or median != median else f"{float(median):.4g} {record['unit']}"
-        warnings = ", ".join(record.get("warnings") or [])
+        warnings = ", ".join([*(record.get("warnings") or []), *([record["warning"]] if record.get("warning") else [])])
         warning_html = f"<br><span class='warning'>warnings: {_text(warnings)}</span>" if warnings else ""
         links = " · ".join(
             f"<a href='{_text(stem + suffix)}'>{_text(name)}</a>"

@@ -8,8 +8,9 @@ unit, never mixed.
 
 Columns of ``summary.csv`` (:data:`SUMMARY_COLUMNS`): ``stem``, ``unit``, ``pixel_size_nm``,
 ``pixel_size_source``, the counts (``particle_count``, ``edge_particle_count``, ``measured_count``,
-``flagged_count``: rows with a non-empty ``warning``, empty where the table has no such column), the ECD
-statistics of the particles off the border (:data:`ECD_STATISTICS`) and ``area_fraction``. A statistic is one
+``flagged_count``: 1 where the trust check flagged the image, the flagged images on a pooled row), the ECD
+statistics of the particles off the border (:data:`ECD_STATISTICS`), ``area_fraction``, ``contrast`` and
+``warning`` (the trust check's reasons). A statistic is one
 entry of :data:`ECD_STATISTICS`, a count one entry of :data:`COUNTS`: adding a column is adding an entry.
 """
 
@@ -56,6 +57,9 @@ SIZE_DISTRIBUTION_NAME = "size_distribution.png"
 POOLED_ROW_NAME = "pooled"
 """``stem`` of the pooled rows of ``summary.csv`` (one per unit), the statistics of all images' particles."""
 WARNING_COLUMN = "warning"
+"""An image record's and ``summary.csv``'s trust-check reasons (:mod:`rformer_monai.trust`), empty when fine."""
+CONTRAST_COLUMN = "contrast"
+"""The particles' polarity an image was read with (``bright``/``dark``, the record's ``contrast``)."""
 RATIO_DECIMALS = 4
 UNITS = ("nm", "px")
 
@@ -92,6 +96,7 @@ ECD_STATISTICS: dict[str, tuple[Callable[[np.ndarray], float], bool]] = {
 COUNTS: tuple[str, ...] = ("particle_count", "edge_particle_count", "measured_count", "flagged_count")
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "stem", "unit", "pixel_size_nm", "pixel_size_source", *COUNTS, *ECD_STATISTICS, "area_fraction",
+    CONTRAST_COLUMN, WARNING_COLUMN,
 )
 """Columns of ``summary.csv``."""
 
@@ -132,9 +137,7 @@ def image_summary(table: Mapping[str, Sequence[Any]], record: Mapping[str, Any])
     if edge.size != ecd.size:
         edge = np.zeros(ecd.size, dtype=bool)
     measured = ecd[~edge]
-    flagged: int | str = ""
-    if WARNING_COLUMN in table:
-        flagged = int(sum(bool(str(value).strip()) for value in table[WARNING_COLUMN]))
+    warning = str(record.get(WARNING_COLUMN) or "")
     sample_area = float(record["sample_area"])
     return {
         "stem": record["stem"],
@@ -144,9 +147,11 @@ def image_summary(table: Mapping[str, Sequence[Any]], record: Mapping[str, Any])
         "particle_count": int(ecd.size),
         "edge_particle_count": int(edge.sum()),
         "measured_count": int(measured.size),
-        "flagged_count": flagged,
+        "flagged_count": int(bool(warning)),
         **ecd_statistics(measured, unit),
         "area_fraction": _round(float(area.sum()) / sample_area, RATIO_DECIMALS) if sample_area > 0 else math.nan,
+        CONTRAST_COLUMN: str(record.get(CONTRAST_COLUMN) or ""),
+        WARNING_COLUMN: warning,
         "ecd_values": measured,
     }
 
@@ -186,7 +191,7 @@ def read_image_records(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
 def _pooled_row(rows: Sequence[Mapping[str, Any]], unit: str) -> dict[str, Any]:
     sizes = sorted({str(row["pixel_size_nm"]) for row in rows})
     sources = sorted({str(row["pixel_size_source"]) for row in rows})
-    flagged = [row["flagged_count"] for row in rows if row["flagged_count"] != ""]
+    flagged = int(sum(int(row["flagged_count"]) for row in rows))
     ecd = np.concatenate([np.asarray(row["ecd_values"], dtype=np.float64) for row in rows])
     fractions = [float(row["area_fraction"]) for row in rows]
     return {
@@ -195,9 +200,11 @@ def _pooled_row(rows: Sequence[Mapping[str, Any]], unit: str) -> dict[str, Any]:
         "pixel_size_nm": sizes[0] if len(sizes) == 1 else "",
         "pixel_size_source": "+".join(sources),
         **{name: int(sum(int(row[name]) for row in rows)) for name in COUNTS if name != "flagged_count"},
-        "flagged_count": int(sum(flagged)) if flagged else "",
+        "flagged_count": flagged,
         **ecd_statistics(ecd, unit),
         "area_fraction": _round(float(np.mean(fractions)), RATIO_DECIMALS),
+        CONTRAST_COLUMN: "/".join(sorted({str(row[CONTRAST_COLUMN]) for row in rows} - {""})),
+        WARNING_COLUMN: f"{flagged} of {len(rows)} images flagged" if flagged else "",
         "ecd_values": ecd,
     }
 

@@ -34,11 +34,13 @@ from rformer_monai.particles.separation import (
 )
 from rformer_monai.reports.report_html import write_report
 from rformer_monai.reports.run_record import write_run_record
-from rformer_monai.reports.summary import write_folder_summary
+from rformer_monai.reports.summary import WARNING_COLUMN, write_folder_summary
 from rformer_monai.reports.tables import analyse_particles, write_particle_outputs
 from rformer_monai.transforms.array import DATA_BAR_ROWS_KEY
+from rformer_monai.transforms.contrast import CONTRAST_SCORE_KEY
 from rformer_monai.transforms.dictionary import SEPARATION_POSTFIX
 from rformer_monai.transforms.io import pixel_size_from_meta, read_micrograph
+from rformer_monai.trust import trust_statistics, trust_warning
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,16 @@ def recorded_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return recorded
 
 
+def trust_check(prediction: MetaTensor, data_bar_rows: int) -> str:
+    """The trust check's warning (:func:`rformer_monai.trust.trust_warning`, empty when fine) on the probability
+    of the rows above the data bar and the contrast score the network saw."""
+    probability = prediction.detach().cpu().float().numpy()[0]
+    probability = probability[: probability.shape[0] - data_bar_rows]
+    score = prediction.meta.get(CONTRAST_SCORE_KEY)
+    statistics = trust_statistics(probability, None if score is None else float(score))
+    return trust_warning(statistics)
+
+
 class ParticleAnalysisHandler:
     """Analyse the particles of every predicted mask an evaluator produces.
 
@@ -86,6 +98,8 @@ class ParticleAnalysisHandler:
     record (see :mod:`rformer_monai.reports.tables`); when the run completes, ``summary.csv`` and the size
     distribution over every image in the output folder (:func:`rformer_monai.reports.write_folder_summary`),
     ``run.json`` (settings, weights, per-image records) and ``report.html``.
+    An image that fails the trust check (:mod:`rformer_monai.trust`) is named in a logged warning, and its
+    record and ``summary.csv`` row say why (``warning``).
 
     Expects per-sample dicts in ``engine.state.output`` holding ``pred_key``: the particle probability
     (1, H, W) at the input's full size (after ``Invertd``) whose meta names the source file and carries
@@ -168,9 +182,12 @@ class ParticleAnalysisHandler:
                 raise ValueError(f"{self.pred_key!r} must be a MetaTensor whose meta names its source file.")
             source = str(prediction.meta["filename_or_obj"])
             image = read_micrograph(source).array
+            warning = trust_check(prediction, int(prediction.meta.get(DATA_BAR_ROWS_KEY, 0)))
+            if warning:
+                logger.warning("%s: %s", source, warning)
             row = write_particle_outputs(
                 self.analyse(sample, image), image, self.output_dir, Path(source).stem, source=source,
-                extra=recorded_meta(prediction.meta),
+                extra={**recorded_meta(prediction.meta), WARNING_COLUMN: warning},
             )
             self.rows.append(row)
 

@@ -195,23 +195,20 @@ def test_folder_summary_pools_images_per_unit(tmp_path: Path, synthetic) -> None
     assert float(written[3]["ecd_span"]) == pytest.approx(
         (np.percentile(all_ecd, 90) - np.percentile(all_ecd, 10)) / np.median(all_ecd), abs=1e-3
     )
-    assert written[0]["flagged_count"] == ""  # no warning column in the tables
+    assert written[0]["flagged_count"] == "0" and written[0]["warning"] == ""  # no trust warning recorded
     assert written[4]["particle_count"] == str(rows[2]["particle_count"])
     assert (tmp_path / "size_distribution.png").is_file() and (tmp_path / "size_distribution.svg").is_file()
     assert (tmp_path / "size_distribution_px.png").is_file()
     assert no_temporary_files(tmp_path)
 
 
-def test_folder_summary_counts_flagged_rows_and_skips_incomplete_images(tmp_path: Path, synthetic) -> None:
+def test_folder_summary_counts_flagged_images_and_skips_incomplete_images(tmp_path: Path, synthetic) -> None:
     image, mask = synthetic
-    analyse_mask(mask, image, 7.5, tmp_path, "first", data_bar_rows=DATA_BAR_ROWS)
-    header, rows = read_csv(tmp_path / "first_particles.csv")
-    rows[0]["warning"] = "low contrast"  # another step's column
-    write_particle_csv(tmp_path / "first_particles.csv", {name: np.array([r.get(name, "") for r in rows]) for name in
-                                                          [*header, "warning"]})
+    analyse_mask(mask, image, 7.5, tmp_path, "first", data_bar_rows=DATA_BAR_ROWS, extra={"warning": "low contrast"})
     (tmp_path / "second_image.json").write_text('{"stem": "second"}')  # no particle table: incomplete
     summary = write_folder_summary(tmp_path)
     assert [row["stem"] for row in summary.images] == ["first"] and summary.images[0]["flagged_count"] == 1
+    assert summary.images[0]["warning"] == "low contrast"
     assert write_folder_summary(tmp_path / "empty").images == []
 
 
