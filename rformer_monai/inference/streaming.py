@@ -55,6 +55,7 @@ from rformer_monai.inference.particle_blocks import (
     RawPlane,
     stitched_particles,
 )
+from rformer_monai.inference.run_summary import write_run_summary
 from rformer_monai.metrics.segmentation import DEFAULT_THRESHOLD
 from rformer_monai.particles.measurement import summarize_particles
 from rformer_monai.particles.separation import DEFAULT_PARTICLE_THRESHOLD, DEFAULT_VALLEY_GAIN, separation_map
@@ -67,7 +68,6 @@ from rformer_monai.reports.tables import (
     PSD_SUFFIX,
     UINT16_MAX_LABEL,
     write_particle_csv,
-    write_run_summary,
 )
 from rformer_monai.transforms.dictionary import SEPARATION_CHANNELS
 from rformer_monai.transforms.io import (
@@ -372,7 +372,7 @@ class StreamingEvaluator(TolerantEvaluator):
 
 
 class RunSummaryHandler:
-    """Write ``summary.csv`` and ``size_distribution.png`` (:func:`~rformer_monai.reports.write_run_summary`) from
+    """Write ``summary.csv`` and ``size_distribution.png`` (:func:`~rformer_monai.inference.run_summary.write_run_summary`) from
     the summary rows an evaluator's iterations return, when the run completes. Under ``torchrun`` it runs on every
     rank: the rows are gathered once every rank has finished and rank 0 writes the summary.
 

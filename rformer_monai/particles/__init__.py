@@ -1,6 +1,7 @@
 """Particles: the BAM particle convention, separation of a mask into single particles, their measurements in
 nm and their size distribution."""
 
+from rformer_monai.particles.imagej import PARTICLE_TABLE_COLUMNS, PixelSize, particle_table
 from rformer_monai.particles.labelling import (
     FOUR_CONNECTED,
     equivalent_circular_diameter,
@@ -34,6 +35,9 @@ from rformer_monai.particles.separation import (
 )
 
 __all__ = [
+    "PARTICLE_TABLE_COLUMNS",
+    "PixelSize",
+    "particle_table",
     "DEFAULT_MARKER_HEIGHT_PX",
     "DEFAULT_MARKER_RISE",
     "DEFAULT_MIN_MARKER_DISTANCE_PX",

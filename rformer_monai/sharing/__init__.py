@@ -14,6 +14,7 @@ from rformer_monai.sharing.distributed import (
     local_rank,
     log_on_main_rank_only,
     main_rank_first,
+    main_rank_result,
 )
 from rformer_monai.sharing.metadata import check_metadata, metadata_problems
 from rformer_monai.sharing.onnx import (
@@ -23,6 +24,7 @@ from rformer_monai.sharing.onnx import (
     read_onnx_properties,
 )
 from rformer_monai.sharing.package import (
+    FetchError,
     PackedBundle,
     UnsafeArchiveError,
     bundle_files,
@@ -35,6 +37,7 @@ from rformer_monai.sharing.package import (
 
 __all__ = [
     "BroadcastBuffers",
+    "FetchError",
     "OnnxRuntimeNetwork",
     "PackedBundle",
     "UnsafeArchiveError",
@@ -52,6 +55,7 @@ __all__ = [
     "local_rank",
     "log_on_main_rank_only",
     "main_rank_first",
+    "main_rank_result",
     "metadata_problems",
     "pack_bundle",
     "rank_file",

@@ -2,6 +2,7 @@
 evaluation), training checkpoints, learning-rate schedules, reseeding, batch runs that survive bad inputs and
 interruptions, the mask writer, settings checks, one-line user errors and the CPU allocator setting."""
 
+from rformer_monai.folders import claim_output_folder, require_writable_folder
 from rformer_monai.workflows.batch import (
     FailureLog,
     TolerantDataset,
@@ -17,15 +18,24 @@ from rformer_monai.workflows.checkpoints import (
 )
 from rformer_monai.workflows.errors import (
     FailedInputsError,
+    OutputFolderError,
     SettingsError,
     find_user_error,
     install_error_reporting,
 )
 from rformer_monai.workflows.handlers import EpochSummaryHandler, PredictionOverlayHandler
+from rformer_monai.workflows.logs import keep_log_lines_apart
 from rformer_monai.workflows.masks import SaveMaskd
 from rformer_monai.workflows.memory import keep_freed_buffers
 from rformer_monai.workflows.particle_handlers import InstanceEvaluationHandler, ParticleAnalysisHandler
 from rformer_monai.workflows.reproducibility import ReseedEachEpoch, epoch_seed
+from rformer_monai.workflows.runs import (
+    LoadPretrainedWeights,
+    new_run_folder,
+    pretrained_weights,
+    save_run_settings,
+    training_recipe,
+)
 from rformer_monai.workflows.schedules import LR_SCHEDULES, learning_rate_scheduler
 from rformer_monai.workflows.settings import as_bool, check_settings
 
@@ -36,7 +46,9 @@ __all__ = [
     "EpochSummaryHandler",
     "FailedInputsError",
     "FailureLog",
+    "LoadPretrainedWeights",
     "InstanceEvaluationHandler",
+    "OutputFolderError",
     "ParticleAnalysisHandler",
     "PredictionOverlayHandler",
     "ReseedEachEpoch",
@@ -48,11 +60,18 @@ __all__ = [
     "TrainingCheckpointSaver",
     "as_bool",
     "check_settings",
+    "claim_output_folder",
     "epoch_seed",
     "find_user_error",
     "install_error_reporting",
     "keep_freed_buffers",
+    "keep_log_lines_apart",
     "learning_rate_scheduler",
+    "new_run_folder",
     "output_suffixes",
     "pending_items",
+    "pretrained_weights",
+    "save_run_settings",
+    "training_recipe",
+    "require_writable_folder",
 ]

@@ -90,3 +90,15 @@ def test_missing_checkpoint_is_one_line(tmp_path, write_micrograph, capsys):
     arguments = [str(tmp_path / "inputs"), str(tmp_path / "masks"), "--bundle_root", str(BUNDLE)]
     assert main([*arguments, "--ckpt_path", str(tmp_path / "none.pt"), "--device", "cpu"]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_is_a_file_is_one_line_before_the_network_loads(tmp_path, write_micrograph, capsys):
+    write_micrograph("a.tif", particles_image((80, 80)))
+    output = tmp_path / "masks.tif"
+    output.write_bytes(b"a file")
+    # no --ckpt_path and no weights in the bundle folder given: were the network loaded first, that would be the error
+    arguments = [str(tmp_path / "inputs"), str(output), "--bundle_root", str(tmp_path / "bundle")]
+    assert main([*arguments, "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {output}: output folder is a file, not a folder: pass another --output_dir"
+    )

@@ -1,4 +1,5 @@
-"""The bundle's streamed inference writes what whole-image inference and particle analysis write."""
+"""The streamed inference (inference_large.json) writes the whole-image inference's mask, and what the particle
+analysis of the whole image at once writes."""
 
 from __future__ import annotations
 
@@ -13,10 +14,7 @@ from monai.transforms import Invertd
 
 from rformer_monai.files import MASK_FOREGROUND
 from rformer_monai.inference import analyse_micrograph
-from rformer_monai.particles import DEFAULT_PARTICLE_THRESHOLD, particle_step_maps, separation_map
-from rformer_monai.reports import analyse_mask
 from rformer_monai.transforms import inference_transforms
-from rformer_monai.transforms.io import read_micrograph
 
 PIXEL_SIZE_NM = 1.5
 SUFFIXES = ("_mask.tif", "_labels.tif", "_particles.csv", "_overlay.png", "_psd.png")
@@ -34,10 +32,10 @@ def particle_network() -> torch.nn.Module:
     return network.eval()
 
 
-def whole_image_outputs(path, output_dir, network, inferer, valley_gain):
-    """The bundle's former whole-image inference: preprocessing, sliding window, sigmoid, separation channel split,
-    ``Invertd`` (data bar back as 0), mask, then ``ParticleAnalysisHandler``'s ``analyse_mask``."""
-    preprocessing = inference_transforms(pixel_size_nm=PIXEL_SIZE_NM)
+def whole_image_mask(path, output_dir, network, inferer):
+    """The bundle's whole-image inference (inference.json): preprocessing, sliding window, sigmoid, separation
+    channel split, ``Invertd`` (data bar back as 0), mask."""
+    preprocessing = inference_transforms(pixel_size_nm=PIXEL_SIZE_NM, contrast="bright")
     data = preprocessing({"image": str(path)})
     with torch.inference_mode():
         outputs = torch.sigmoid(inferer(data["image"][None].as_tensor(), network))[0]
@@ -48,16 +46,6 @@ def whole_image_outputs(path, output_dir, network, inferer, valley_gain):
     )
     probability = data["pred"].numpy()[0]
     tifffile.imwrite(output_dir / f"{path.stem}_mask.tif", ((probability > 0.5) * MASK_FOREGROUND).astype(np.uint8))
-    step, cut = particle_step_maps(probability, separation_map(data["pred_separation"].numpy()), valley_gain)
-    return analyse_mask(
-        mask=step > DEFAULT_PARTICLE_THRESHOLD,
-        probability=cut,
-        image=read_micrograph(path).array,
-        pixel_size_nm=PIXEL_SIZE_NM,
-        output_dir=output_dir,
-        stem=path.stem,
-        data_bar_rows=int(data["image"].meta["data_bar_rows"]),
-    )
 
 
 @pytest.mark.parametrize("valley_gain", [0.0, 4.0])
@@ -66,9 +54,14 @@ def test_blocks_write_what_the_whole_image_writes(tmp_path, write_tiff, valley_g
     network = particle_network()
     path = write_tiff("micrograph.tif", particles_image((330, 420), seed=3, bar_rows=30))
     inferer = SlidingWindowInferer((64, 64), sw_batch_size=4, overlap=0.25, mode="gaussian")
-    expected_dir, streamed_dir = tmp_path / "whole", tmp_path / "blocks"
+    expected_dir, streamed_dir, one_block_dir = tmp_path / "whole", tmp_path / "blocks", tmp_path / "one_block"
     expected_dir.mkdir()
-    expected = whole_image_outputs(path, expected_dir, network, inferer, valley_gain)
+    whole_image_mask(path, expected_dir, network, inferer)
+    # the particle analysis of the whole image at once: one network block, one particle block
+    expected = analyse_micrograph(
+        path, one_block_dir, network, inferer, block_size=1024, pixel_size_nm=PIXEL_SIZE_NM, valley_gain=valley_gain,
+        particle_block_size=1024,
+    )
     row = analyse_micrograph(
         path,
         streamed_dir,
@@ -85,16 +78,16 @@ def test_blocks_write_what_the_whole_image_writes(tmp_path, write_tiff, valley_g
         name: expected[name] for name in expected if name != "ecd_values"
     }
     np.testing.assert_array_equal(row["ecd_values"], expected["ecd_values"])
-    for suffix in ("_mask.tif", "_labels.tif"):
+    for reference in (expected_dir, one_block_dir):
         np.testing.assert_array_equal(
-            tifffile.imread(streamed_dir / f"micrograph{suffix}"), tifffile.imread(expected_dir / f"micrograph{suffix}")
+            tifffile.imread(streamed_dir / "micrograph_mask.tif"), tifffile.imread(reference / "micrograph_mask.tif")
         )
-    assert (streamed_dir / "micrograph_particles.csv").read_text() == (
-        expected_dir / "micrograph_particles.csv"
-    ).read_text()
-    for suffix in ("_overlay.png", "_psd.png"):
+    np.testing.assert_array_equal(
+        tifffile.imread(streamed_dir / "micrograph_labels.tif"), tifffile.imread(one_block_dir / "micrograph_labels.tif")
+    )
+    for suffix in ("_particles.csv", "_overlay.png", "_psd.png"):
         assert (streamed_dir / f"micrograph{suffix}").read_bytes() == (
-            expected_dir / f"micrograph{suffix}"
+            one_block_dir / f"micrograph{suffix}"
         ).read_bytes()
     assert sorted(path.name for path in streamed_dir.iterdir()) == sorted(f"micrograph{suffix}" for suffix in SUFFIXES)
 

@@ -1,10 +1,13 @@
-"""Batch inference under torchrun: two CPU processes share the micrographs and write what one process writes."""
+"""Batch inference under torchrun: two CPU processes share the micrographs and write what one process writes
+(rank 0 writes the folder summary, run.json and report.html once every rank is done)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +34,26 @@ def test_rank_files():
 
 
 def _outputs(folder: Path) -> dict[str, object]:
-    """Every file of an output folder: TIFFs as arrays, others as bytes."""
-    files = {}
+    """Every file of an output folder: TIFFs as arrays, ROI zips as their members, run.json without the output
+    folder, report.html with the folder's name taken out, SVGs (a date and random ids inside) as their presence,
+    others as bytes."""
+    files: dict[str, object] = {}
     for path in sorted(folder.iterdir()):
-        files[path.name] = tifffile.imread(path) if path.suffix == ".tif" else path.read_bytes()
+        if path.suffix == ".tif":
+            files[path.name] = tifffile.imread(path)
+        elif path.suffix == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                files[path.name] = {name: archive.read(name) for name in archive.namelist()}
+        elif path.name == "run.json":
+            record = json.loads(path.read_text())
+            record["settings"].pop("output_dir", None)
+            files[path.name] = record
+        elif path.name == "report.html":
+            files[path.name] = path.read_text().replace(folder.name, "OUT")
+        elif path.suffix == ".svg":
+            files[path.name] = True
+        else:
+            files[path.name] = path.read_bytes()
     return files
 
 
@@ -84,8 +103,9 @@ def test_torchrun_two_cpu_processes_write_what_one_process_writes(tmp_path):
     shared, alone = _outputs(tmp_path / "shared"), _outputs(tmp_path / "single")
     assert sorted(shared) == sorted(alone)
     assert len([name for name in alone if name.endswith("_mask.tif")]) == 5
-    pooled = alone["summary.csv"].decode().splitlines()[-1].split(",")
-    assert pooled[0] == "pooled" and int(pooled[1]) > 20  # particles, not empty tables
+    header, *_, pooled = (line.split(",") for line in alone["summary.csv"].decode().splitlines())
+    assert pooled[0] == "pooled" and int(pooled[header.index("particle_count")]) > 20  # particles, not empty tables
+    assert {"run.json", "report.html", "image0_rois.zip", "image0_image.json"} <= set(alone)
     for name, content in alone.items():
         if isinstance(content, np.ndarray):
             np.testing.assert_array_equal(shared[name], content, err_msg=name)
