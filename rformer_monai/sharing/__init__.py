@@ -31,7 +31,6 @@ from rformer_monai.sharing.package import (
     pack_bundle,
     read_checksum_file,
     safe_extract,
-    sha256_of,
 )
 
 __all__ = [
@@ -59,5 +58,4 @@ __all__ = [
     "read_checksum_file",
     "read_onnx_properties",
     "safe_extract",
-    "sha256_of",
 ]
