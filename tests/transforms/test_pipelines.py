@@ -19,6 +19,7 @@ from rformer_monai.transforms import (
     BinarizeMaskd,
     CropDataBar,
     CropDataBard,
+    FitMaskToImaged,
     LabelParticles,
     LoadMicrograph,
     LoadMicrographd,
@@ -323,3 +324,13 @@ def test_bad_intensity_raises(bad):
         train_transforms(intensity=bad)
     with pytest.raises(ValueError, match="intensity must be one of"):
         inference_transforms(intensity=bad)
+
+
+def test_a_mask_of_another_shape_names_both_files_and_shapes(write_tiff):
+    image_path = write_tiff("img_01.tif", np.zeros((40, 50), np.uint8))
+    mask_path = write_tiff("img_01_m.tif", np.zeros((40, 60), np.uint8))
+    data = LoadMicrographd(keys=KEYS)({"image": str(image_path), "label": str(mask_path)})
+    with pytest.raises(ValueError, match="has shape") as error:
+        FitMaskToImaged(keys="label")(data)
+    assert "img_01_m.tif" in str(error.value) and "img_01.tif" in str(error.value)
+    assert "(40, 60)" in str(error.value) and "(40, 50)" in str(error.value)
