@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import io
 import os
 import tempfile
@@ -18,6 +19,7 @@ MASK_SUFFIX = "_mask.tif"
 PROBABILITY_SUFFIX = "_prob.tif"
 MASK_FOREGROUND = 255
 """Grey value of particle pixels in a written mask (0 is background)."""
+HASH_CHUNK_BYTES = 1 << 20  # read at a time when hashing a file
 FILE_MODE = 0o666  # before the umask, as open() would create it
 TEMPORARY_SUFFIX = ".tmp"
 
@@ -91,3 +93,12 @@ def write_csv_atomic(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
     writer.writeheader()
     writer.writerows(rows)
     return write_atomic(path, lambda temporary: temporary.write_text(buffer.getvalue(), encoding="utf-8"))
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(HASH_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

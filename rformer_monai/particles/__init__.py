@@ -15,7 +15,6 @@ from rformer_monai.particles.measurement import (
     SUMMARY_KEYS,
     column_unit,
     measure_particles,
-    particle_table_rows,
     size_statistics,
     summarize_particles,
 )
@@ -56,7 +55,6 @@ __all__ = [
     "label_particles",
     "measure_particles",
     "particle_step_maps",
-    "particle_table_rows",
     "remove_small_particles",
     "separate_particles",
     "separated_foreground",

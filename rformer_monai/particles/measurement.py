@@ -44,7 +44,6 @@ __all__ = [
     "SUMMARY_KEYS",
     "column_unit",
     "measure_particles",
-    "particle_table_rows",
     "size_statistics",
     "summarize_particles",
 ]
@@ -369,27 +368,3 @@ def summarize_particles(
     summary["area_fraction"] = float(np.sum(columns[f"area_{unit}2"]) / float(image_area))
     summary["unit"] = unit
     return summary
-
-
-def _scalar(value: np.generic | float | int | bool) -> float | int | bool:
-    """A numpy scalar as the matching Python scalar (csv and json write it plainly)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def particle_table_rows(columns: Mapping[str, np.ndarray]) -> list[dict[str, float | int | bool]]:
-    """Turn a table of columns into a list of rows (one dict per particle, Python scalars).
-
-    Args:
-        columns: column name -> 1-D array, all of one length.
-
-    Returns:
-        One ``{column name: value}`` dict per row, in the columns' order.
-
-    Raises:
-        ValueError: if the columns differ in length.
-    """
-    lengths = {name: len(values) for name, values in columns.items()}
-    if len(set(lengths.values())) > 1:
-        raise ValueError(f"columns must all have one length, got {lengths}.")
-    count = next(iter(lengths.values()), 0)
-    return [{name: _scalar(values[index]) for name, values in columns.items()} for index in range(count)]

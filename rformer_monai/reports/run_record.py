@@ -4,7 +4,6 @@ where the pipeline makes one), so that a result can be traced and repeated."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -13,25 +12,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rformer_monai.files import write_atomic
+from rformer_monai.files import sha256_of, write_atomic
 from rformer_monai.reports.summary import read_image_records
 
-__all__ = ["RUN_RECORD_NAME", "file_sha256", "write_run_record"]
+__all__ = ["RUN_RECORD_NAME", "write_run_record"]
 
 logger = logging.getLogger(__name__)
 
 RUN_RECORD_NAME = "run.json"
 METADATA_PATH = Path("configs") / "metadata.json"
 CHUNK_BYTES = 1 << 20
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _plain(value: Any) -> Any:
@@ -74,7 +64,7 @@ def write_run_record(
     weights: dict[str, Any] = {}
     checkpoint = settings.get("ckpt_path")
     if checkpoint and Path(str(checkpoint)).is_file():
-        weights = {"path": str(Path(str(checkpoint)).resolve()), "sha256": file_sha256(str(checkpoint))}
+        weights = {"path": str(Path(str(checkpoint)).resolve()), "sha256": sha256_of(str(checkpoint))}
     record = {
         "rformer_monai_version": __version__,
         "bundle": _bundle(bundle_root),

@@ -32,7 +32,6 @@ from rformer_monai.sharing.package import (
     pack_bundle,
     read_checksum_file,
     safe_extract,
-    sha256_of,
 )
 
 __all__ = [
@@ -62,7 +61,6 @@ __all__ = [
     "read_checksum_file",
     "read_onnx_properties",
     "safe_extract",
-    "sha256_of",
     "shard_items",
     "world_size",
 ]

@@ -15,7 +15,6 @@ once everything is written: a failure leaves nothing behind.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
 import os
 import re
@@ -26,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from rformer_monai.files import sha256_of
 from rformer_monai.sharing.metadata import check_metadata
 from rformer_monai.workflows.checkpoints import BEST_MODEL_FILENAME
 from rformer_monai.workflows.errors import one_line
@@ -87,15 +87,6 @@ class PackedBundle:
     checksum_file: Path
     sha256: str
     files: tuple[str, ...]
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """The SHA-256 hex digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _is_excluded(relative: PurePosixPath) -> bool:

@@ -22,7 +22,6 @@ from rformer_monai.transforms.contrast import (
 from rformer_monai.transforms.databar import detect_data_bar
 from rformer_monai.transforms.dictionary import (
     BinarizeMaskd,
-    CheckSameShaped,
     CropDataBard,
     FitMaskToImaged,
     LabelParticlesd,
@@ -55,7 +54,6 @@ __all__ = [
     "decide_contrast",
     "BinarizeMask",
     "BinarizeMaskd",
-    "CheckSameShaped",
     "CropDataBar",
     "CropDataBard",
     "FitMaskToImaged",

@@ -275,28 +275,3 @@ def _file_name(value: torch.Tensor, fallback: Hashable) -> str:
     return str(fallback)
 
 
-class CheckSameShaped(MapTransform):
-    """Check that every key has the spatial shape of ``reference_key``; the error (``MaskShapeError``) names
-    both files and shapes.
-
-    Args:
-        keys: keys to check (masks).
-        reference_key: key of the micrograph they must match.
-    """
-
-    def __init__(self, keys: KeysCollection, reference_key: str = "image", allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.reference_key = reference_key
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        reference = d[self.reference_key]
-        for key in self.key_iterator(d):
-            if tuple(d[key].shape[1:]) != tuple(reference.shape[1:]):
-                raise MaskShapeError(
-                    _file_name(d[key], key),
-                    f"has shape {tuple(d[key].shape[1:])} but its image {_file_name(reference, self.reference_key)} "
-                    f"has shape {tuple(reference.shape[1:])}: a mask must have its image's height and width",
-                )
-        return d
-

@@ -55,7 +55,9 @@ def test_a_run_on_a_dataset_fine_tunes_the_shipped_weights_and_writes_only_to_it
         **{"fine_tune#max_epochs": 1, "fine_tune#learning_rate": 1e-12},  # the weights stay those loaded
     )
     assert _sha256(shipped) == shipped_sha256
-    assert sorted(path.name for path in bundle.iterdir()) == ["models"]  # nothing else written in the bundle
+    # nothing else written in the bundle: its runs/ (output_dir, checked writable before training) stays empty
+    assert sorted(path.name for path in bundle.iterdir()) == ["models", "runs"]
+    assert not any((bundle / "runs").iterdir())
     assert sorted(path.name for path in (bundle / "models").iterdir()) == ["model.pt"]
     names = {path.name for path in run.iterdir()}
     assert {"model.pt", "history.csv", "checkpoints", "settings.json"} <= names

@@ -21,13 +21,13 @@ from monai.bundle import download
 from sharing_helpers import run_inference, write_micrograph
 from tiny_bundle_network import BUNDLE
 
+from rformer_monai.files import sha256_of
 from rformer_monai.sharing import (
     UnsafeArchiveError,
     fetch_bundle,
     pack_bundle,
     package,
     safe_extract,
-    sha256_of,
 )
 from rformer_monai.sharing.__main__ import main
 
