@@ -59,7 +59,13 @@ def test_blocks_write_what_the_whole_image_writes(tmp_path, write_tiff, valley_g
     whole_image_mask(path, expected_dir, network, inferer)
     # the particle analysis of the whole image at once: one network block, one particle block
     expected = analyse_micrograph(
-        path, one_block_dir, network, inferer, block_size=1024, pixel_size_nm=PIXEL_SIZE_NM, valley_gain=valley_gain,
+        path,
+        one_block_dir,
+        network,
+        inferer,
+        block_size=1024,
+        pixel_size_nm=PIXEL_SIZE_NM,
+        valley_gain=valley_gain,
         particle_block_size=1024,
     )
     row = analyse_micrograph(
@@ -83,7 +89,8 @@ def test_blocks_write_what_the_whole_image_writes(tmp_path, write_tiff, valley_g
             tifffile.imread(streamed_dir / "micrograph_mask.tif"), tifffile.imread(reference / "micrograph_mask.tif")
         )
     np.testing.assert_array_equal(
-        tifffile.imread(streamed_dir / "micrograph_labels.tif"), tifffile.imread(one_block_dir / "micrograph_labels.tif")
+        tifffile.imread(streamed_dir / "micrograph_labels.tif"),
+        tifffile.imread(one_block_dir / "micrograph_labels.tif"),
     )
     for suffix in ("_particles.csv", "_overlay.png", "_psd.png"):
         assert (streamed_dir / f"micrograph{suffix}").read_bytes() == (
