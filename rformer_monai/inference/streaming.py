@@ -1,6 +1,8 @@
-"""The bundle's inference for micrographs of any size: every output of an image, computed in blocks.
+"""The streamed inference for micrographs of any size (``configs/inference_large.json``): an image's outputs,
+computed in blocks. Bright particles only; no contrast decision, background flattening, trust check, ImageJ
+columns, ROIs or image record, which the bundle's whole-image ``inference.json`` gives.
 
-:func:`analyse_micrograph` writes, for one micrograph ``<stem>``, what the bundle's inference promises:
+:func:`analyse_micrograph` writes, for one micrograph ``<stem>``:
 ``<stem>_mask.tif``, ``<stem>_labels.tif``, ``<stem>_particles.csv``, ``<stem>_overlay.png``, ``<stem>_psd.png``
 (and ``<stem>_prob.tif`` on request), with memory bounded by the block sizes, not the image:
 
@@ -341,7 +343,7 @@ class MicrographAnalysis:
 
 
 class StreamingEvaluator(TolerantEvaluator):
-    """The bundle's inference loop: every input of ``val_data_loader`` (items ``{"image": path}``) is analysed
+    """The streamed inference loop: every input of ``val_data_loader`` (items ``{"image": path}``) is analysed
     whole by ``analysis`` (:class:`MicrographAnalysis`), which reads and writes it block by block; the engine's
     output is the list of the images' summary rows. Inputs that fail are listed in ``failure_log`` and the run
     goes on, as in :class:`~rformer_monai.workflows.TolerantEvaluator`.
