@@ -21,8 +21,6 @@ from rformer_monai.inference.particle_blocks import RawPlane, stitched_particles
 from rformer_monai.inference.sources import MicrographSource, open_micrograph
 from rformer_monai.inference.streaming import (
     MicrographAnalysis,
-    RunSummaryHandler,
-    StreamingEvaluator,
     analyse_micrograph,
     micrograph_pixel_size_nm,
 )
@@ -38,8 +36,6 @@ __all__ = [
     "MicrographAnalysis",
     "MicrographSource",
     "RawPlane",
-    "RunSummaryHandler",
-    "StreamingEvaluator",
     "analyse_micrograph",
     "data_bar_rows",
     "intensity_statistics",

@@ -16,7 +16,7 @@ from monai.bundle import ConfigWorkflow
 from tiny_bundle_network import BUNDLE, TINY_NETWORK, tiny_network
 
 from rformer_monai.networks import load_weights
-from rformer_monai.sharing import (
+from rformer_monai.workflows import (
     BroadcastBuffers,
     ddp_device_ids,
     handlers_for_rank,
@@ -67,7 +67,7 @@ def test_multi_gpu_datalists_are_train_json_s_built_by_rank_zero_first():
     train = json.loads((BUNDLE / "configs" / "train.json").read_text())["datalists"]
     multi = json.loads((BUNDLE / "configs" / "multi_gpu_train.json").read_text())["datalists"]
     function, arguments = train.removeprefix("$").split("(", 1)
-    assert multi == f"$rformer_monai.sharing.main_rank_first(@rank, {function}, {arguments}"
+    assert multi == f"$rformer_monai.workflows.main_rank_first(@rank, {function}, {arguments}"
 
 
 def test_main_rank_first_just_calls_without_a_process_group():

@@ -18,7 +18,7 @@ from monai.bundle import ConfigWorkflow
 from tiny_bundle_network import BUNDLE, TINY_NETWORK, tiny_network
 
 from rformer_monai.data.synthetic import render_micrograph
-from rformer_monai.sharing import rank_file, shard_items
+from rformer_monai.workflows import rank_file, shard_items
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 CONFIGS = BUNDLE / "configs"

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch.distributed as dist
 
-from rformer_monai.sharing.distributed import MAIN_RANK
+from rformer_monai.workflows.distributed import MAIN_RANK
 
 logger = logging.getLogger(__name__)
 
