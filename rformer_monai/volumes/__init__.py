@@ -38,3 +38,15 @@ __all__ = [
     "stack_stem",
     "surface_area",
 ]
+
+from rformer_monai.volumes.outputs import STACK_OUTPUT_SUFFIXES, write_labels_nifti, write_labels_tiff  # noqa: E402
+from rformer_monai.volumes.segment import predict_stack_probability, segment_stack, segment_stacks  # noqa: E402
+
+__all__ += [
+    "STACK_OUTPUT_SUFFIXES",
+    "predict_stack_probability",
+    "segment_stack",
+    "segment_stacks",
+    "write_labels_nifti",
+    "write_labels_tiff",
+]

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from rformer_monai.files import write_atomic
+from rformer_monai.volumes.outputs import write_imagej_stack
 
 DEFAULT_SHAPE = (40, 128, 128)
 DEFAULT_SPACING_NM = (15.0, 7.5, 7.5)  # FIB-SEM-like: slices twice as thick as the pixel size
@@ -231,21 +232,6 @@ def make_synthetic_volume(
     levels = np.concatenate([[0.0], generator.uniform(*PARTICLE_LEVEL_RANGE, size=len(particles))])
     image = np.stack([render_slice(labels[index], generator, levels) for index in range(shape[0])])
     return SyntheticVolume(np.clip(np.rint(image), 0, 255).astype(np.uint8), labels, spacing, particles)
-
-
-def write_imagej_stack(path: str | os.PathLike, volume: np.ndarray, spacing_nm: Sequence[float]) -> Path:
-    """Write a ``(z, y, x)`` uint8/uint16/float32 stack as an ImageJ TIFF with its spacing in nm (Fiji and
-    napari open it to scale), atomically."""
-    import tifffile
-
-    z_nm, y_nm, x_nm = (float(value) for value in spacing_nm)
-    return write_atomic(
-        path,
-        lambda temporary: tifffile.imwrite(
-            temporary, volume, imagej=True, resolution=(1.0 / x_nm, 1.0 / y_nm),
-            metadata={"spacing": z_nm, "unit": "nm", "axes": "ZYX"},
-        ),
-    )
 
 
 def make_synthetic_stacks(
