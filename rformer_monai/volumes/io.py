@@ -209,7 +209,12 @@ def _open_nifti(path: Path):
 
 # ------------------------------------------------------------------ MHA / NRRD
 def _open_itk(path: Path, unit: str):
-    import itk  # imported here only: the 2-D path never needs it
+    try:
+        import itk  # imported here only: the 2-D path never needs it
+    except ImportError as exc:
+        raise StackReadError(
+            f"{path}: MHA/NRRD stacks need ITK: pip install 'rformer-monai[volumes]' (or save the stack as TIFF/NIfTI)."
+        ) from exc
 
     image = itk.imread(str(path))
     volume = itk.array_from_image(image)  # (z, y, x)
