@@ -1,8 +1,8 @@
 """Reading image stacks (FIB-SEM serial sections, tomograms) with their voxel spacing, one z-slice at a time.
 
 A :class:`VolumeSource` gives the stack's shape ``(z, y, x)``, its spacing in nm ``(z, y, x)`` and its slices.
-Multi-page TIFF pages and NIfTI slices are read on demand (an uncompressed TIFF or NIfTI is memory-mapped), so
-that a stack larger than the memory can be segmented; MHA and NRRD are read whole through ITK, which is imported
+Multi-page TIFF pages and NIfTI slices are read on demand with ordinary file reads (not memory maps, whose
+touched pages would count to the process's memory), so that a stack larger than the memory can be segmented; MHA and NRRD are read whole through ITK, which is imported
 only here, when such a file is opened.
 """
 
@@ -165,14 +165,6 @@ def _open_tiff(path: Path) -> tuple[tuple[int, int, int], np.dtype, Any, Callabl
             raise StackReadError(f"{path}: a stack needs axes Z (pages), Y, X; the file has {axes} of shape {shape}.")
         spacing = _imagej_spacing_nm(tif)
         dtype = series.dtype
-        try:
-            volume = tif.asarray(out="memmap") if not tif.pages.first.compression > 1 else None
-        except (ValueError, TypeError):
-            volume = None
-        if volume is not None:
-            volume = volume.reshape(tuple(side for side, _ in squeezed))
-            tif.close()
-            return tuple(side for side, _ in squeezed), dtype, spacing, (lambda index: volume[index]), (lambda: None)
         pages = tif.pages
 
         def read_slice(index: int) -> np.ndarray:
@@ -190,7 +182,7 @@ def _open_tiff(path: Path) -> tuple[tuple[int, int, int], np.dtype, Any, Callabl
 def _open_nifti(path: Path):
     import nibabel
 
-    image = nibabel.load(str(path))
+    image = nibabel.load(str(path), mmap=False)  # slices read with file reads
     if len(image.shape) < 3 or any(side != 1 for side in image.shape[3:]):
         raise StackReadError(f"{path}: a stack needs three axes (x, y, z), the file has shape {image.shape}.")
     spatial_unit = image.header.get_xyzt_units()[0]

@@ -2,7 +2,8 @@
 
 Memory stays bounded during the network pass: one slice is read, normalised with the whole stack's intensity
 statistics (one streaming pass before), predicted by sliding windows and written as uint8 (probability x 255)
-into a memory-mapped file beside the outputs; no more than one slice of float data is held. The 3-D particle
+to a ``.npy`` file beside the outputs with an ordinary write (:class:`SliceFile`); no more than one slice of
+float data is held. The 3-D particle
 step then holds the whole stack (a mask, its distance transform and the labels: about 13 bytes per voxel).
 """
 
@@ -58,6 +59,43 @@ SUMMARY_COLUMNS = ("stack", "particles", "particles_inside", "esd_mean_nm", "esd
                    "esd_d90_nm", "spacing_z_nm", "spacing_y_nm", "spacing_x_nm")
 
 
+class SliceFile:
+    """A ``(z, y, x)`` uint8 ``.npy`` file written one z-slice at a time with ``os.pwrite``: the written slices
+    live in the page cache, not in the process (a memory map would count every touched page to its resident
+    memory). ``numpy.load(path, mmap_mode="r")`` reads it back.
+    """
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, path: str | os.PathLike, shape: Sequence[int]) -> None:
+        self.path = Path(path)
+        self.shape = tuple(int(side) for side in shape)
+        self._slice_bytes = self.shape[1] * self.shape[2]
+        with open(self.path, "wb") as handle:
+            np.lib.format.write_array_header_1_0(
+                handle, {"descr": self.dtype.str, "fortran_order": False, "shape": self.shape}
+            )
+            self._offset = handle.tell()
+            handle.truncate(self._offset + self.shape[0] * self._slice_bytes)
+        self._descriptor = os.open(self.path, os.O_WRONLY)
+
+    def __setitem__(self, index: int, plane: np.ndarray) -> None:
+        plane = np.ascontiguousarray(plane, dtype=self.dtype)
+        if plane.shape != self.shape[1:]:
+            raise ValueError(f"a slice of {self.path} must have shape {self.shape[1:]}, got {plane.shape}.")
+        os.pwrite(self._descriptor, plane.tobytes(), self._offset + int(index) * self._slice_bytes)
+
+    def close(self) -> None:
+        if self._descriptor >= 0:
+            os.close(self._descriptor)
+            self._descriptor = -1
+
+    def read(self) -> np.ndarray:
+        """The written volume, memory-mapped read-only (closes the writer)."""
+        self.close()
+        return np.load(self.path, mmap_mode="r")
+
+
 def stack_intensity_statistics(source: VolumeSource) -> IntensityStatistics:
     """Mean, std, minimum and maximum of the whole stack in one streaming pass (Chan's update in float64), so
     every slice is normalised alike, as the 2-D pipeline normalises a whole micrograph."""
@@ -95,7 +133,7 @@ def predict_stack_probability(
 
     Args:
         source: the stack.
-        output: ``(z, y, x)`` uint8 array, usually a ``numpy.memmap``.
+        output: where the ``(z, y, x)`` uint8 slices go (``output[z] = slice``): a :class:`SliceFile` or an array.
         network, inferer, device, amp: as the bundle's inference config builds them.
         intensity: the bundle's ``intensity`` normalisation, with the stack's statistics.
         orthogonal: also predict the xz and yz planes and average the three directions (near-isotropic stacks
@@ -122,9 +160,11 @@ def predict_stack_probability(
     statistics = stack_intensity_statistics(source)
     centre = (depth // 2, height // 2, width // 2)
     planes = {"xz": np.empty((depth, width), source.dtype), "yz": np.empty((depth, height), source.dtype)}
-    copy = None
+    copy = total = None
     if orthogonal:
         copy = np.lib.format.open_memmap(Path(work_dir) / "stack.npy", mode="w+", dtype=source.dtype, shape=source.shape)
+        # the sum of three uint8 probabilities fits uint16; kept on disk beside the copy
+        total = np.lib.format.open_memmap(Path(work_dir) / "sum.npy", mode="w+", dtype=np.uint16, shape=source.shape)
 
     def predict(plane: np.ndarray) -> np.ndarray:
         return predict_probability(normalise_block(plane, intensity, statistics), network, inferer, device, amp)
@@ -134,14 +174,13 @@ def predict_stack_probability(
         if index == centre[0]:
             planes["xy"] = plane.copy()
         planes["xz"][index], planes["yz"][index] = plane[centre[1]], plane[:, centre[2]]
-        if copy is not None:
-            copy[index] = plane
-        output[index] = _to_uint8(predict(plane))
+        probability = _to_uint8(predict(plane))
+        if copy is None:
+            output[index] = probability
+        else:
+            copy[index], total[index] = plane, probability
     if copy is None:
         return planes
-    # the sum of three uint8 probabilities fits uint16; kept on disk beside the copy
-    total = np.lib.format.open_memmap(Path(work_dir) / "sum.npy", mode="w+", dtype=np.uint16, shape=source.shape)
-    total[:] = output
     for row in tqdm(range(height), desc=f"{source.path.name} xz", disable=not progress):
         total[:, row, :] += _to_uint8(predict(np.asarray(copy[:, row, :])))
     for column in tqdm(range(width), desc=f"{source.path.name} yz", disable=not progress):
@@ -191,14 +230,16 @@ def segment_stack(
     try:
         with open_stack(path, spacing_nm) as source:
             logger.info("%s: %s voxels, spacing %s nm (%s)", path, source.shape, source.spacing_nm, source.spacing_source)
-            probability = np.lib.format.open_memmap(
-                work_dir / "probability.npy", mode="w+", dtype=np.uint8, shape=source.shape
-            )
-            planes = predict_stack_probability(
-                source, probability, network, inferer, torch.device(device), amp, intensity, orthogonal, work_dir, progress
-            )
+            writer = SliceFile(work_dir / "probability.npy", source.shape)
+            try:
+                planes = predict_stack_probability(
+                    source, writer, network, inferer, torch.device(device), amp, intensity, orthogonal, work_dir,
+                    progress,
+                )
+            finally:
+                writer.close()
             spacing = source.spacing_nm
-        probability.flush()
+        probability = writer.read()
         if save_probability:
             write_imagej_stack(output_dir / f"{stem}{PROBABILITY_SUFFIX}", probability, spacing)
         labels = label_instances_3d(probability, spacing, threshold, marker_height_voxels, min_size_voxels)
