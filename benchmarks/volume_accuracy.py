@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rformer_monai.volumes import label_instances_3d, make_synthetic_volume, measure_particles_3d  # noqa: E402
+from rformer_monai.volumes import label_instances_3d, make_synthetic_volume, measure_particles_3d
 
 SPACINGS = {"isotropic 7.5 nm": (7.5, 7.5, 7.5), "15 x 7.5 x 7.5 nm": (15.0, 7.5, 7.5)}
 EXTENT_SLICES_AT_15_NM = 40
@@ -66,10 +66,11 @@ def score(volume, predicted: np.ndarray) -> dict:
 
 
 def network_probability(image: np.ndarray, spacing, bundle) -> np.ndarray:
-    from rformer_monai.volumes.outputs import write_imagej_stack
-    from rformer_monai.volumes import open_stack
-    from rformer_monai.volumes.segment import predict_stack_probability
     import tempfile
+
+    from rformer_monai.volumes import open_stack
+    from rformer_monai.volumes.outputs import write_imagej_stack
+    from rformer_monai.volumes.segment import predict_stack_probability
 
     with tempfile.TemporaryDirectory() as folder:
         path = write_imagej_stack(Path(folder) / "stack.tif", image, spacing)
@@ -111,11 +112,11 @@ def main() -> None:
             group = [row for row in results if row["spacing"] == name and row["step"] == step]
             if not group:
                 continue
-            total = lambda key: sum(row[key] for row in group)  # noqa: E731
-            worst = lambda key: max(row[key] for row in group)  # noqa: E731
-            print(f"| {name} | {step} | {total('true')} | {total('found')} | {total('matched')} | "
-                  f"{total('separate_matched')} / {total('separate')} | {total('pairs_split')} / {total('pairs')} | "
-                  f"{100 * worst('max_abs_esd_error_spheres'):.2f} % | {100 * worst('max_abs_esd_error_separate'):.2f} % |")
+            total = {key: sum(row[key] for row in group) for key in group[0] if isinstance(group[0][key], int)}
+            worst = {key: max(row[key] for row in group) for key in group[0] if key.startswith("max_abs")}
+            print(f"| {name} | {step} | {total['true']} | {total['found']} | {total['matched']} | "
+                  f"{total['separate_matched']} / {total['separate']} | {total['pairs_split']} / {total['pairs']} | "
+                  f"{100 * worst['max_abs_esd_error_spheres']:.2f} % | {100 * worst['max_abs_esd_error_separate']:.2f} % |")
     if arguments.output:
         arguments.output.parent.mkdir(parents=True, exist_ok=True)
         arguments.output.write_text(json.dumps(results, indent=1))

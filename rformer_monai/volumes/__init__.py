@@ -1,7 +1,7 @@
 """3-D stacks (FIB-SEM serial sections, electron tomograms): reading with voxel spacing, slice-by-slice
 segmentation with the bundle's 2-D network, 3-D particles and their measurements in nm (docs/volumes.md).
 
-ITK is imported only when an MHA or NRRD file is opened, so the 2-D path never needs it.
+ITK is imported only when an MHA or NRRD file is opened; nothing here needs it otherwise.
 """
 
 from rformer_monai.volumes.instances import (
@@ -17,12 +17,15 @@ from rformer_monai.volumes.measurement import (
     measure_particles_3d,
     surface_area,
 )
+from rformer_monai.volumes.outputs import STACK_OUTPUT_SUFFIXES, write_labels_nifti, write_labels_tiff
+from rformer_monai.volumes.segment import predict_stack_probability, segment_stack, segment_stacks
 from rformer_monai.volumes.synthetic import SyntheticVolume, make_synthetic_stacks, make_synthetic_volume
 
 __all__ = [
     "DEFAULT_MARKER_HEIGHT_VOXELS",
     "DEFAULT_MIN_SIZE_VOXELS",
     "PARTICLE_COLUMNS_3D",
+    "STACK_OUTPUT_SUFFIXES",
     "STACK_SUFFIXES",
     "StackReadError",
     "SyntheticVolume",
@@ -35,18 +38,11 @@ __all__ = [
     "measure_particles_3d",
     "open_stack",
     "particle_mask",
-    "stack_stem",
-    "surface_area",
-]
-
-from rformer_monai.volumes.outputs import STACK_OUTPUT_SUFFIXES, write_labels_nifti, write_labels_tiff  # noqa: E402
-from rformer_monai.volumes.segment import predict_stack_probability, segment_stack, segment_stacks  # noqa: E402
-
-__all__ += [
-    "STACK_OUTPUT_SUFFIXES",
     "predict_stack_probability",
     "segment_stack",
     "segment_stacks",
+    "stack_stem",
+    "surface_area",
     "write_labels_nifti",
     "write_labels_tiff",
 ]

@@ -254,13 +254,14 @@ def make_synthetic_stacks(
     for index in range(int(num_stacks)):
         name = STACK_NAME_TEMPLATE.format(index=index)
         truth_path = labels / (Path(name).stem + TRUTH_SUFFIX)
-        settings = {"version": GENERATOR_VERSION, "seed": seed + index, **{k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}}
-        if (images / name).is_file() and truth_path.is_file():
-            if json.loads(truth_path.read_text()).get("settings") == settings:
-                continue
+        settings = {"version": GENERATOR_VERSION, "seed": seed + index, **json.loads(json.dumps(options))}
+        cached = (images / name).is_file() and truth_path.is_file()
+        if cached and json.loads(truth_path.read_text()).get("settings") == settings:
+            continue
         volume = make_synthetic_volume(seed=seed + index, **options)
         write_imagej_stack(images / name, volume.image, volume.spacing_nm)
         write_imagej_stack(labels / name, volume.labels.astype(np.uint16), volume.spacing_nm)
-        truth = {"settings": settings, "spacing_nm": list(volume.spacing_nm), "particles": volume.particles}
-        write_atomic(truth_path, lambda temporary: temporary.write_text(json.dumps(truth, indent=1)))
+        truth = json.dumps({"settings": settings, "spacing_nm": list(volume.spacing_nm), "particles": volume.particles},
+                           indent=1)
+        write_atomic(truth_path, lambda temporary, text=truth: temporary.write_text(text))
     return str(images)
