@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 # a plain "torch" requirement would pull the CUDA wheels; pinning the version takes the local CPU build here
@@ -39,3 +41,25 @@ def benchmark(session: nox.Session) -> None:
     on a CPU."""
     session.install(TORCH, "-e", ".")
     session.run("python", "benchmarks/inference_speed.py", *(session.posargs or ["--quick"]))
+
+
+@nox.session
+def installed(session: nox.Session) -> None:
+    """A non-editable install segments a micrograph through the bundle from another working directory."""
+    session.install(TORCH, ".")
+    scratch = Path(session.create_tmp())
+    session.chdir(scratch)
+    session.run(
+        "python", "-c",
+        "import tifffile; from rformer_monai.data.synthetic import render_micrograph; "
+        "tifffile.imwrite('synthetic.tif', render_micrograph((384, 512), 1)[0])",
+    )
+    bundle = Path(__file__).resolve().parent / BUNDLE
+    session.run(
+        "python", "-m", "monai.bundle", "run",
+        "--config_file", str(bundle / "configs" / "inference.json"),
+        "--bundle_root", str(bundle),
+        "--dataset_dir", "synthetic.tif",
+        "--output_dir", "out",
+    )
+    session.run("python", "-c", "import pathlib; assert pathlib.Path('out/synthetic_particles.csv').is_file()")

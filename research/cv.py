@@ -75,6 +75,7 @@ def _fold_overrides(fold: int, dataset_dir: str, fold_dir: Path, overrides: dict
         "fold": fold,
         "ckpt_dir": str(fold_dir),
         "output_dir": str(fold_dir / "runs"),
+        "pretrained": None,  # every fold from scratch: the shipped weights have seen the held-out images
         **(overrides or {}),
     }
 

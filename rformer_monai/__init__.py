@@ -13,4 +13,6 @@ from rformer_monai import (
 
 __version__ = "0.7.0"
 
-__all__ = ["data", "inference", "metrics", "networks", "particles", "reports", "transforms", "workflows", "__version__"]
+from rformer_monai.api import Segmentation, segment  # noqa: E402  (after the subpackages it builds on)
+
+__all__ = ["data", "inference", "metrics", "networks", "particles", "reports", "transforms", "workflows", "segment", "Segmentation", "__version__"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import io
 import os
 import tempfile
@@ -18,6 +19,7 @@ MASK_SUFFIX = "_mask.tif"
 PROBABILITY_SUFFIX = "_prob.tif"
 MASK_FOREGROUND = 255
 """Grey value of particle pixels in a written mask (0 is background)."""
+HASH_CHUNK_BYTES = 1 << 20  # read at a time when hashing a file
 FILE_MODE = 0o666  # before the umask, as open() would create it
 TEMPORARY_SUFFIX = ".tmp"
 
@@ -60,11 +62,27 @@ def partial_writes(path: str | os.PathLike) -> list[Path]:
     return sorted(path.parent.glob(f".{glob.escape(path.name)}.*{TEMPORARY_SUFFIX}"))
 
 
-def write_tiff_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """Write ``array`` to ``path`` as a compressed TIFF via a temporary file in the same folder and a rename."""
+IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
+"""Sample types ImageJ opens; other arrays get their calibration as standard resolution tags in centimetres."""
+NM_PER_CENTIMETRE = 1e7
+
+
+def write_tiff_atomic(path: str | os.PathLike, array: np.ndarray, pixel_size_nm: float | None = None) -> Path:
+    """Write ``array`` to ``path`` as a compressed TIFF via a temporary file in the same folder and a rename.
+
+    With ``pixel_size_nm``, the file carries ImageJ's calibration in nm (Fiji opens it to scale); arrays of a
+    type ImageJ cannot open (uint32) carry it as resolution tags in centimetres instead.
+    """
     import tifffile
 
-    return write_atomic(path, lambda temporary: tifffile.imwrite(temporary, array, compression="zlib"))
+    options: dict[str, Any] = {"compression": "zlib"}
+    if pixel_size_nm is not None and np.asarray(array).dtype in IMAGEJ_DTYPES:
+        pixels_per_nm = 1.0 / float(pixel_size_nm)
+        options.update(imagej=True, resolution=(pixels_per_nm, pixels_per_nm), metadata={"unit": "nm"})
+    elif pixel_size_nm is not None:
+        pixels_per_cm = NM_PER_CENTIMETRE / float(pixel_size_nm)
+        options.update(resolution=(pixels_per_cm, pixels_per_cm), resolutionunit="CENTIMETER")
+    return write_atomic(path, lambda temporary: tifffile.imwrite(temporary, array, **options))
 
 
 def write_csv_atomic(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], fieldnames: Sequence[str]) -> Path:
@@ -75,3 +93,12 @@ def write_csv_atomic(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
     writer.writeheader()
     writer.writerows(rows)
     return write_atomic(path, lambda temporary: temporary.write_text(buffer.getvalue(), encoding="utf-8"))
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(HASH_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

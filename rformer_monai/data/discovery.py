@@ -22,6 +22,23 @@ class DatasetLayoutError(ValueError):
     """A dataset folder does not hold what its layout requires; the message names the folder or files."""
 
 
+class DatasetProblemsError(DatasetLayoutError):
+    """Every problem found in a dataset, one line each naming its file (``problems``), raised at once.
+
+    Args:
+        dataset_dir: the dataset folder.
+        problems: one line per problem, each starting with the file it concerns.
+    """
+
+    def __init__(self, dataset_dir: str | os.PathLike, problems: list[str]) -> None:
+        self.problems = list(problems)
+        self.header = (
+            f"{dataset_dir}: {len(self.problems)} problem{'s' if len(self.problems) > 1 else ''} in the dataset, "
+            "fix them and run again:"
+        )
+        super().__init__("\n".join([self.header, *(f"  {problem}" for problem in self.problems)]))
+
+
 def require_folder(folder: str | os.PathLike) -> Path:
     """``folder`` as a ``Path`` if it is a readable folder.
 
@@ -38,11 +55,23 @@ def require_folder(folder: str | os.PathLike) -> Path:
     return folder
 
 
+def _is_broken_link(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()
+
+
 def find_micrographs(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """All micrograph files (TIFF, PNG, JPEG, BMP) under ``folder``, sorted by path."""
+    """All micrograph files (TIFF, PNG, JPEG, BMP) under ``folder``, sorted by path.
+
+    Symbolic links whose target is missing are listed too, so that reading them fails with a message (a
+    batch run lists them in ``failed.csv``) instead of the file being left out without a word.
+    """
     folder = require_folder(folder)
     pattern = "**/*" if recursive else "*"
-    return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in MICROGRAPH_SUFFIXES)
+    return sorted(
+        p
+        for p in folder.glob(pattern)
+        if (p.is_file() or _is_broken_link(p)) and p.suffix.lower() in MICROGRAPH_SUFFIXES
+    )
 
 
 def _mask_stem(mask: Path) -> str:
@@ -66,6 +95,20 @@ def dataset_layout(dataset_dir: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def discover_pairs(dataset_dir: str | os.PathLike, require_masks: bool = True) -> list[dict[str, str]]:
+    """Image/mask pairs of a dataset folder as a MONAI datalist, sorted by image name (see :func:`find_pairs`).
+
+    Raises:
+        DatasetLayoutError: no images or a missing mask folder.
+        DatasetProblemsError: every mask without an image, image with two masks and (with ``require_masks``)
+            image without a mask, one line each.
+    """
+    pairs, problems = find_pairs(dataset_dir, require_masks)
+    if problems:
+        raise DatasetProblemsError(dataset_dir, problems)
+    return pairs
+
+
+def find_pairs(dataset_dir: str | os.PathLike, require_masks: bool = True) -> tuple[list[dict[str, str]], list[str]]:
     """Image/mask pairs of a dataset folder as a MONAI datalist, sorted by image name.
 
     Masks match images by stem, with an optional ``_m``, ``_mask`` or ``_seg`` suffix.
@@ -76,11 +119,12 @@ def discover_pairs(dataset_dir: str | os.PathLike, require_masks: bool = True) -
             listed without a ``"label"`` (inference).
 
     Returns:
-        ``[{"image": path, "label": path}, ...]`` (``"label"`` absent for unlabelled images).
+        ``([{"image": path, "label": path}, ...], problems)``: ``"label"`` absent for unlabelled images;
+        ``problems`` one line per mask without an image, image with two masks and (with ``require_masks``)
+        image without a mask, each naming the file.
 
     Raises:
-        DatasetLayoutError: no images, a missing mask folder, masks without an image, or (with
-            ``require_masks``) images without a mask.
+        DatasetLayoutError: no images, or a missing mask folder (with ``require_masks``).
     """
     image_dir, mask_dir = dataset_layout(dataset_dir)
     images = find_micrographs(image_dir)
@@ -89,17 +133,20 @@ def discover_pairs(dataset_dir: str | os.PathLike, require_masks: bool = True) -
     if not mask_dir.is_dir():
         if require_masks:
             raise DatasetLayoutError(f"{mask_dir}: mask folder missing (needed for training and evaluation)")
-        return [{"image": str(p)} for p in images]
+        return [{"image": str(p)} for p in images], []
+    problems: list[str] = []
     masks: dict[str, Path] = {}
-    for mask in find_micrographs(mask_dir):
-        stem = _mask_stem(mask)
-        if stem in masks:
-            raise DatasetLayoutError(f"{mask} and {masks[stem]}: two masks for the image '{stem}'")
-        masks[stem] = mask
     image_stems = {p.stem for p in images}
-    orphans = sorted(str(masks[s]) for s in masks.keys() - image_stems)
-    if orphans:
-        raise DatasetLayoutError(f"masks without an image in {image_dir}: {', '.join(orphans)}")
+    for mask in find_micrographs(mask_dir):
+        stem = mask.stem if mask.stem in image_stems else _mask_stem(mask)  # 'a_m' may be the image 'a_m' itself
+        if stem in masks:
+            problems.append(f"{mask}: a second mask for the image '{stem}' (the first: {masks[stem]})")
+            continue
+        masks[stem] = mask
+    problems += [
+        f"{masks[stem]}: mask without an image in {image_dir} (expected an image named '{stem}')"
+        for stem in sorted(masks.keys() - image_stems)
+    ]
     pairs: list[dict[str, str]] = []
     unlabelled: list[str] = []
     for image in images:
@@ -109,7 +156,10 @@ def discover_pairs(dataset_dir: str | os.PathLike, require_masks: bool = True) -
             unlabelled.append(str(image))
             pairs.append({"image": str(image)})
     if unlabelled and require_masks:
-        raise DatasetLayoutError(f"images without a mask in {mask_dir}: {', '.join(unlabelled)}")
-    if unlabelled:
+        problems += [
+            f"{image}: no mask in {mask_dir} (expected one named like the image, or with {', '.join(MASK_SUFFIXES)})"
+            for image in unlabelled
+        ]
+    elif unlabelled:
         logger.info("%d images without a mask, listed for inference only", len(unlabelled))
-    return pairs
+    return pairs, problems

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 
+from rformer_monai.data.checks import labelled_dataset
 from rformer_monai.data.discovery import (
     DatasetLayoutError,
-    discover_pairs,
     find_micrographs,
 )
 from rformer_monai.data.splits import assign_folds, split_fold
@@ -19,10 +19,11 @@ SYNTHETIC_NUM_IMAGES = 24
 
 
 def labelled_pairs(dataset_dir: str | os.PathLike | None, synthetic_dir: str | os.PathLike) -> list[dict[str, str]]:
-    """Image/mask pairs of ``dataset_dir``; where it is ``None`` or empty, the synthetic dataset
+    """Image/mask pairs of ``dataset_dir``, every file checked first (all problems raised at once, see
+    :func:`~rformer_monai.data.checks.labelled_dataset`); where it is ``None`` or empty, the synthetic dataset
     (generated once into ``synthetic_dir``, then reused)."""
     if dataset_dir:
-        return discover_pairs(dataset_dir)
+        return labelled_dataset(dataset_dir)
     logger.info("no dataset_dir given: using the synthetic SEM dataset in %s", synthetic_dir)
     return make_synthetic_dataset(synthetic_dir, num_images=SYNTHETIC_NUM_IMAGES)
 
@@ -53,8 +54,9 @@ def load_fold(
 
 
 def inference_datalist(input_dir: str | os.PathLike) -> list[dict[str, str]]:
-    """Every micrograph under ``input_dir`` (recursive) as ``[{"image": path}, ...]``; a single file is allowed."""
-    if os.path.isfile(input_dir):
+    """Every micrograph under ``input_dir`` (recursive) as ``[{"image": path}, ...]``; a single file is allowed
+    (a broken symbolic link is listed, so that the run reports it)."""
+    if os.path.isfile(input_dir) or (os.path.islink(input_dir) and not os.path.exists(input_dir)):
         return [{"image": str(input_dir)}]
     images = find_micrographs(input_dir)
     if not images:

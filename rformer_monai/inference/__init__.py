@@ -10,13 +10,20 @@ from rformer_monai.inference.blocks import (
     iter_block_probabilities,
     normalise_block,
     plan_blocks,
+    predict_outputs,
     predict_probability,
     segment_large_micrograph,
     stitching_options,
     window_stride,
 )
 from rformer_monai.inference.bundle import BundleInference, load_bundle_inference
+from rformer_monai.inference.particle_blocks import RawPlane, stitched_particles
 from rformer_monai.inference.sources import MicrographSource, open_micrograph
+from rformer_monai.inference.streaming import (
+    MicrographAnalysis,
+    analyse_micrograph,
+    micrograph_pixel_size_nm,
+)
 from rformer_monai.inference.tta import TTA_MODES, DihedralTTA, with_tta
 
 __all__ = [
@@ -26,16 +33,22 @@ __all__ = [
     "BundleInference",
     "DihedralTTA",
     "IntensityStatistics",
+    "MicrographAnalysis",
     "MicrographSource",
+    "RawPlane",
+    "analyse_micrograph",
     "data_bar_rows",
     "intensity_statistics",
     "iter_block_probabilities",
     "load_bundle_inference",
+    "micrograph_pixel_size_nm",
     "normalise_block",
     "open_micrograph",
     "plan_blocks",
+    "predict_outputs",
     "predict_probability",
     "segment_large_micrograph",
+    "stitched_particles",
     "stitching_options",
     "window_stride",
     "with_tta",

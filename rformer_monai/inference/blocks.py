@@ -42,7 +42,7 @@ from rformer_monai.files import (
     MASK_SUFFIX,
     output_stem,
 )
-from rformer_monai.inference.sources import MicrographSource, open_micrograph
+from rformer_monai.inference.sources import MicrographSource
 from rformer_monai.metrics.segmentation import DEFAULT_THRESHOLD
 from rformer_monai.transforms.databar import detect_data_bar
 from rformer_monai.transforms.dictionary import SEPARATION_CHANNELS
@@ -279,18 +279,36 @@ def predict_probability(
     Raises:
         ValueError: when the network has another number of output channels.
     """
-    inputs = image[None, None].to(device)
-    options = stitching_options(inferer, image.shape, device)
-    dtype = amp_dtype or (torch.float16 if device.type == "cuda" else torch.bfloat16)
-    autocast = torch.autocast(device_type=device.type, dtype=dtype) if amp else nullcontext()
-    with torch.inference_mode(), autocast:
-        logits = inferer(inputs, network, **options)
+    logits = _block_logits(image, network, inferer, device, amp, amp_dtype)
     if logits.shape[1] not in (1, SEPARATION_CHANNELS):
         raise ValueError(
             f"the network has {logits.shape[1]} output channels: binary masks need the particle logits "
             f"(one channel, or {SEPARATION_CHANNELS} with a separation output after them)."
         )
     return torch.sigmoid(logits[0, 0].float()).cpu().numpy()
+
+
+def _block_logits(image, network, inferer, device, amp, amp_dtype) -> torch.Tensor:
+    inputs = image[None, None].to(device)
+    options = stitching_options(inferer, image.shape, device)
+    dtype = amp_dtype or (torch.float16 if device.type == "cuda" else torch.bfloat16)
+    autocast = torch.autocast(device_type=device.type, dtype=dtype) if amp else nullcontext()
+    with torch.inference_mode(), autocast:
+        return inferer(inputs, network, **options)
+
+
+def predict_outputs(
+    image: torch.Tensor,
+    network: Callable[[torch.Tensor], torch.Tensor],
+    inferer: SlidingWindowInferer,
+    device: torch.device,
+    amp: bool = False,
+    amp_dtype: torch.dtype | None = None,
+) -> np.ndarray:
+    """The sigmoid of every output channel of one normalised image or block, as the bundle's ``Activationsd``:
+    float32 (C, h, w) on the CPU, the particle probability first (see :func:`predict_probability`)."""
+    logits = _block_logits(image, network, inferer, device, amp, amp_dtype)
+    return torch.sigmoid(logits[0].float()).cpu().numpy()
 
 
 def _network_device(network: Callable) -> torch.device:
@@ -428,7 +446,8 @@ def segment_large_micrograph(
     scratch_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> Path:
-    """Segment a micrograph of any size into ``output_dir/<stem>_mask.tif`` with memory bounded by the block size.
+    """Segment a micrograph of any size into ``output_dir/<stem>_mask.tif`` with memory bounded by the block size:
+    :func:`~rformer_monai.inference.analyse_micrograph` without its particle step.
 
     The result is the bundle's inference (data bar detected and set to 0, per-image normalisation, sliding windows,
     sigmoid, threshold) up to floating-point differences, computed block by block (see the module docstring).
@@ -457,33 +476,13 @@ def segment_large_micrograph(
         MicrographReadError: the input cannot be read.
         ValueError: a bad argument, named in the message.
     """
-    import tifffile
+    from rformer_monai.inference.streaming import analyse_micrograph
 
-    _check_inferer(inferer)
     if intensity not in INTENSITY_MODES:
         raise ValueError(f"intensity must be one of {INTENSITY_MODES}, got {intensity!r}.")
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}.")
-    path, output_dir = Path(path), Path(output_dir)
-    if isinstance(network, nn.Module):
-        network.eval()
-    output_path = output_dir / f"{output_stem(path)}{MASK_SUFFIX}"
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with open_micrograph(path, output_dir if scratch_dir is None else scratch_dir) as source:
-        height, width = source.shape
-        bar_rows = data_bar_rows(source, crop_bottom)
-        statistics = intensity_statistics(source, height - bar_rows)
-        blocks = plan_blocks((height - bar_rows, width), block_size, inferer.roi_size, inferer.overlap)
-        logger.info(
-            "%s: %d x %d pixels, %d data-bar rows, %d blocks, mean %.4g, std %.4g",
-            path, height, width, bar_rows, len(blocks), statistics.mean, statistics.std,
-        )
-        probabilities = iter_block_probabilities(
-            source, network, inferer, blocks, statistics, intensity, device, amp, amp_dtype, progress
-        )
-        tiles = _tiles(_mask_strips(probabilities, width, bar_rows, threshold), width, OUTPUT_TILE)
-        with _atomic_output(output_path) as temporary:
-            tifffile.imwrite(
-                temporary, tiles, shape=(height, width), dtype=np.uint8, tile=OUTPUT_TILE, compression="zlib"
-            )
-    return output_path
+    analyse_micrograph(
+        path, output_dir, network, inferer, block_size=block_size, intensity=intensity, crop_bottom=crop_bottom,
+        threshold=threshold, particles=False, device=device, amp=amp, amp_dtype=amp_dtype, scratch_dir=scratch_dir,
+        progress=progress,
+    )
+    return Path(output_dir) / f"{output_stem(path)}{MASK_SUFFIX}"

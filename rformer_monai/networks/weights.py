@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,6 +22,22 @@ class CheckpointError(ValueError):
 
 
 MODEL_KEY = "model"
+WEIGHTS_ONLY_REFUSAL = "Weights only load failed"
+"""How ``torch.load(weights_only=True)`` begins its message for any file it does not load (damaged ones too)."""
+UNSAFE_GLOBAL = re.compile(r"\bGLOBAL\b")
+"""What the message holds when the file names a Python function or class to call ("unsupported GLOBAL
+posix.system"), rather than bytes that are not a pickle at all ("Unsupported operand 110")."""
+
+
+def is_unsafe_refusal(exc: BaseException) -> bool:
+    """Whether ``torch.load(weights_only=True)`` refused a file because unpickling it would run code, rather
+    than because the file is damaged."""
+    message = str(exc)
+    return (
+        isinstance(exc, pickle.UnpicklingError)
+        and WEIGHTS_ONLY_REFUSAL in message
+        and UNSAFE_GLOBAL.search(message) is not None
+    )
 
 
 def read_checkpoint(checkpoint_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -27,12 +45,19 @@ def read_checkpoint(checkpoint_path: str | os.PathLike, map_location: str | torc
     path = Path(checkpoint_path)
     if not path.is_file():
         raise CheckpointError(
-            f"{path}: checkpoint not found. Train the bundle first (models/model.pt is written by training) "
-            "or pass --ckpt_path to a trained model."
+            f"{path}: checkpoint not found. Pass --ckpt_path to a trained model (the bundle ships models/model.pt; "
+            "a training run writes <run folder>/model.pt)."
         )
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files
+        if is_unsafe_refusal(exc):
+            raise CheckpointError(
+                f"{path}: refused as unsafe: it holds Python objects that would run code when loaded, not only "
+                "tensors. Use weights written by this bundle (models/model.pt, runs/checkpoints/). Only if you trust "
+                "the file's source: load it once with torch.load(path, weights_only=False) and save only the "
+                "network's tensors (its state_dict) with torch.save."
+            ) from exc
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated?): {exc}") from exc
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: expected a state dict, found {type(checkpoint).__name__}")

@@ -1,6 +1,7 @@
 """Particles: the BAM particle convention, separation of a mask into single particles, their measurements in
 nm and their size distribution."""
 
+from rformer_monai.particles.imagej import PARTICLE_TABLE_COLUMNS, PixelSize, particle_table
 from rformer_monai.particles.labelling import (
     FOUR_CONNECTED,
     equivalent_circular_diameter,
@@ -14,7 +15,6 @@ from rformer_monai.particles.measurement import (
     SUMMARY_KEYS,
     column_unit,
     measure_particles,
-    particle_table_rows,
     size_statistics,
     summarize_particles,
 )
@@ -34,6 +34,9 @@ from rformer_monai.particles.separation import (
 )
 
 __all__ = [
+    "PARTICLE_TABLE_COLUMNS",
+    "PixelSize",
+    "particle_table",
     "DEFAULT_MARKER_HEIGHT_PX",
     "DEFAULT_MARKER_RISE",
     "DEFAULT_MIN_MARKER_DISTANCE_PX",
@@ -52,7 +55,6 @@ __all__ = [
     "label_particles",
     "measure_particles",
     "particle_step_maps",
-    "particle_table_rows",
     "remove_small_particles",
     "separate_particles",
     "separated_foreground",

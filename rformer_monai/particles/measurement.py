@@ -44,7 +44,6 @@ __all__ = [
     "SUMMARY_KEYS",
     "column_unit",
     "measure_particles",
-    "particle_table_rows",
     "size_statistics",
     "summarize_particles",
 ]
@@ -186,6 +185,7 @@ def measure_particles(
     labels: np.ndarray,
     pixel_size_nm: float | None,
     excluded_rows_from: int | None = None,
+    offset: tuple[int, int] = (0, 0),
 ) -> dict[str, np.ndarray]:
     """Measure every labelled particle: sizes, shape descriptors, position and an edge flag.
 
@@ -213,6 +213,9 @@ def measure_particles(
         pixel_size_nm: edge length of a (square) pixel in nm, or None when unknown (columns in
             pixels, with a logged warning).
         excluded_rows_from: first row of an excluded strip at the bottom (a data bar), or None.
+        offset: (row, column) of ``labels``' first pixel in a larger image, when ``labels`` is a block of it:
+            centroids are then that image's (exactly as measured on the whole image); ``touches_edge`` is
+            still the border of ``labels``.
 
     Returns:
         The particle table: column name -> 1-D array of length N.
@@ -237,7 +240,7 @@ def measure_particles(
     else:
         unit, scale = LENGTH_UNIT_NM, pixel_size_nm
 
-    regions = regionprops(labels)  # ordered by label
+    regions = regionprops(labels, offset=tuple(int(value) for value in offset))  # ordered by label
     count = len(regions)
     values: dict[str, np.ndarray] = {
         name: np.zeros(count, dtype=np.float64) for name in PARTICLE_COLUMNS
@@ -365,27 +368,3 @@ def summarize_particles(
     summary["area_fraction"] = float(np.sum(columns[f"area_{unit}2"]) / float(image_area))
     summary["unit"] = unit
     return summary
-
-
-def _scalar(value: np.generic | float | int | bool) -> float | int | bool:
-    """A numpy scalar as the matching Python scalar (csv and json write it plainly)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def particle_table_rows(columns: Mapping[str, np.ndarray]) -> list[dict[str, float | int | bool]]:
-    """Turn a table of columns into a list of rows (one dict per particle, Python scalars).
-
-    Args:
-        columns: column name -> 1-D array, all of one length.
-
-    Returns:
-        One ``{column name: value}`` dict per row, in the columns' order.
-
-    Raises:
-        ValueError: if the columns differ in length.
-    """
-    lengths = {name: len(values) for name, values in columns.items()}
-    if len(set(lengths.values())) > 1:
-        raise ValueError(f"columns must all have one length, got {lengths}.")
-    count = next(iter(lengths.values()), 0)
-    return [{name: _scalar(values[index]) for name, values in columns.items()} for index in range(count)]

@@ -10,20 +10,25 @@ from rformer_monai.reports.figures import (
     scale_bar_length,
     size_distribution_figure,
 )
+from rformer_monai.reports.summary import write_folder_summary
 from rformer_monai.reports.tables import (
     ECD_VALUES_KEY,
+    IMAGE_RECORD_SUFFIX,
     LABELS_SUFFIX,
     OVERLAY_SUFFIX,
     PARTICLE_OUTPUT_SUFFIXES,
     PARTICLES_SUFFIX,
     POOLED_ROW_NAME,
     PSD_SUFFIX,
+    ROIS_SUFFIX,
     SIZE_DISTRIBUTION_NAME,
     SUMMARY_COLUMNS,
     SUMMARY_CSV_NAME,
+    ParticleAnalysis,
     analyse_mask,
+    analyse_particles,
     write_particle_csv,
-    write_run_summary,
+    write_particle_outputs,
 )
 
 __all__ = [
@@ -46,5 +51,10 @@ __all__ = [
     "scale_bar_length",
     "size_distribution_figure",
     "write_particle_csv",
-    "write_run_summary",
+    "write_folder_summary",
+    "IMAGE_RECORD_SUFFIX",
+    "ROIS_SUFFIX",
+    "ParticleAnalysis",
+    "analyse_particles",
+    "write_particle_outputs",
 ]

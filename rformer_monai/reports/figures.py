@@ -17,12 +17,15 @@ from matplotlib import colormaps, patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from skimage.measure import regionprops
 from skimage.segmentation import find_boundaries
 
 from rformer_monai.files import write_atomic
 from rformer_monai.particles.measurement import size_statistics
 
 __all__ = [
+    "adjacent_label_pairs",
+    "colour_labels",
     "overlay_figure",
     "plot_overlay",
     "plot_size_distribution",
@@ -57,6 +60,23 @@ SCALE_BAR_HEIGHT_FRACTION = 0.012
 SCALE_BAR_FONT_SIZE = 12
 TEXT_OUTLINE_WIDTH = 2.0
 NM_PER_UM = 1000.0
+
+PSD_DPI = 300
+"""Dots per inch of the size-distribution figures (print quality; the run's figure is also saved as SVG)."""
+NEIGHBOUR_DISTANCE_PX = 2
+"""Particles closer than this (separated by a one-pixel line) are neighbours and get different colours."""
+EDGE_RGB = (1.0, 1.0, 1.0)
+EDGE_WASH_ALPHA = 0.35
+"""Particles touching the border (left out of the size statistics) are outlined in white over a white wash."""
+MAX_NUMBERED_PARTICLES = 3000
+"""Above this many particles the overlay leaves out the label numbers (they would cover the image)."""
+LABEL_FONT_SIZE = 6
+SCALE_BOX_RGBA = (0.0, 0.0, 0.0, 0.6)
+"""The scale bar's backing box: translucent black."""
+SCALE_BOX_PADDING_FRACTION = 0.5
+"""Padding of the backing box around the bar and its text, as a fraction of the margin."""
+CUMULATIVE_COLOUR = "tab:blue"
+PERCENT = 100.0
 
 PERCENTILE_STYLES = {"d10": "--", "d50": "-", "d90": ":"}
 """Line style of each marked percentile of the size distribution."""
@@ -127,13 +147,87 @@ def _check_image_and_labels(image: np.ndarray | None, labels: np.ndarray) -> tup
     return image, labels
 
 
-def overlay_figure(image: np.ndarray | None, labels: np.ndarray, pixel_size_nm: float | None) -> Figure:
-    """Particle outlines over the micrograph, with a scale bar.
+def adjacent_label_pairs(labels: np.ndarray, distance_px: int = NEIGHBOUR_DISTANCE_PX) -> np.ndarray:
+    """The pairs of particles closer than ``distance_px`` (in the chessboard metric): (P, 2) labels, a < b."""
+    labels = np.asarray(labels)
+    height, width = labels.shape
+    pairs = []
+    for d_row in range(0, distance_px + 1):
+        for d_column in range(-distance_px, distance_px + 1):
+            if (d_row, d_column) <= (0, 0) or d_row >= height or abs(d_column) >= width:
+                continue
+            first = labels[: height - d_row, max(0, -d_column) : width - max(0, d_column)]
+            second = labels[d_row:, max(0, d_column) : width - max(0, -d_column)]
+            touching = (first > 0) & (second > 0) & (first != second)
+            if touching.any():
+                pair = np.stack([first[touching], second[touching]], axis=1)
+                pairs.append(np.sort(pair, axis=1))
+    if not pairs:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.unique(np.concatenate(pairs).astype(np.int64), axis=0)
+
+
+def colour_labels(labels: np.ndarray, colour_count: int = len(OUTLINE_COLOURS)) -> dict[int, int]:
+    """A colour index per particle such that neighbours (:func:`adjacent_label_pairs`) differ.
+
+    Greedy graph colouring, most-connected particles first (Welsh-Powell); a particle with more than
+    ``colour_count - 1`` differently coloured neighbours (not seen on micrographs) reuses the least-used colour.
+
+    Returns:
+        label -> colour index in ``0 .. colour_count - 1``.
+    """
+    present = [int(label) for label in np.unique(labels) if label > 0]
+    neighbours: dict[int, set[int]] = {label: set() for label in present}
+    for first, second in adjacent_label_pairs(labels):
+        neighbours[int(first)].add(int(second))
+        neighbours[int(second)].add(int(first))
+    colours: dict[int, int] = {}
+    usage = [0] * colour_count
+    for label in sorted(present, key=lambda item: (-len(neighbours[item]), item)):
+        taken = {colours[other] for other in neighbours[label] if other in colours}
+        free = [index for index in range(colour_count) if index not in taken]
+        colour = free[0] if free else min(range(colour_count), key=usage.__getitem__)
+        colours[label] = colour
+        usage[colour] += 1
+    return colours
+
+
+def _scale_bar_corner(particles: np.ndarray, box_width: float, box_height: float, margin: float) -> tuple[float, float]:
+    """Top-left (x, y) of the scale bar box in the image corner holding the fewest particle pixels."""
+    height, width = particles.shape
+    box_width, box_height = min(box_width, width - 2 * margin), min(box_height, height - 2 * margin)
+    candidates = [
+        (width - margin - box_width, height - margin - box_height),  # bottom right first
+        (margin, height - margin - box_height),
+        (width - margin - box_width, margin),
+        (margin, margin),
+    ]
+
+    def covered(corner: tuple[float, float]) -> int:
+        left, top = int(max(corner[0], 0)), int(max(corner[1], 0))
+        return int(particles[top : top + int(math.ceil(box_height)), left : left + int(math.ceil(box_width))].sum())
+
+    return min(candidates, key=covered)
+
+
+def overlay_figure(
+    image: np.ndarray | None,
+    labels: np.ndarray,
+    pixel_size_nm: float | None,
+    edge_labels: np.ndarray | None = None,
+) -> Figure:
+    """Particle outlines over the micrograph, numbered by label, with a scale bar.
+
+    Neighbouring particles get different colours (:func:`colour_labels`); particles touching the border
+    (``edge_labels``) are outlined in white over a white wash; each particle carries its ``label`` (the row of
+    the particle table) up to :data:`MAX_NUMBERED_PARTICLES`. The scale bar sits on a translucent box in the
+    corner with the fewest particle pixels.
 
     Args:
         image: (H, W) grey or (H, W, C) colour micrograph, or None to draw on the particle mask.
         labels: (H, W) instance labels, 0 background.
         pixel_size_nm: pixel size in nm; None labels the scale bar in pixels.
+        edge_labels: labels of the particles touching the border, or None (none marked).
 
     Returns:
         The figure (one image pixel per figure pixel up to ``MAX_OVERLAY_SIDE_PX``).
@@ -149,11 +243,32 @@ def overlay_figure(image: np.ndarray | None, labels: np.ndarray, pixel_size_nm: 
     axes.set_axis_off()
     axes.imshow(image, cmap="gray", interpolation="nearest")
 
+    colours = colour_labels(labels)
+    lookup = np.zeros((int(labels.max(initial=0)) + 1, 3), dtype=np.float32)
+    for label, colour in colours.items():
+        lookup[label] = OUTLINE_COLOURS[colour]
+    on_edge = np.zeros(len(lookup), dtype=bool)
+    if edge_labels is not None and len(edge_labels):
+        edge_labels = np.asarray(edge_labels, dtype=np.int64)
+        on_edge[edge_labels[(edge_labels > 0) & (edge_labels < len(lookup))]] = True
+        lookup[on_edge] = EDGE_RGB
     outline = find_boundaries(labels, mode="inner") & (labels > 0)
     overlay = np.zeros((height, width, 4), dtype=np.float32)
-    overlay[outline, :3] = OUTLINE_COLOURS[(labels[outline] - 1) % len(OUTLINE_COLOURS)]
+    wash = on_edge[labels] & ~outline
+    overlay[wash, :3] = EDGE_RGB
+    overlay[wash, 3] = EDGE_WASH_ALPHA
+    overlay[outline, :3] = lookup[labels[outline]]
     overlay[outline, 3] = 1.0
     axes.imshow(overlay, interpolation="nearest")
+
+    regions = regionprops(labels)
+    if len(regions) <= MAX_NUMBERED_PARTICLES:
+        for region in regions:
+            row, column = region.centroid
+            axes.text(
+                column, row, str(region.label), color="white", fontsize=LABEL_FONT_SIZE, ha="center", va="center",
+                path_effects=[patheffects.withStroke(linewidth=TEXT_OUTLINE_WIDTH, foreground="black")],
+            )
 
     unit = "px" if pixel_size_nm is None else "nm"
     pixel_length = 1.0 if pixel_size_nm is None else float(pixel_size_nm)
@@ -161,11 +276,16 @@ def overlay_figure(image: np.ndarray | None, labels: np.ndarray, pixel_size_nm: 
     bar_px = bar_length / pixel_length
     margin = SCALE_BAR_MARGIN_FRACTION * width
     bar_height = max(SCALE_BAR_HEIGHT_FRACTION * height, 1.0)
-    bar_top = height - margin - bar_height
-    axes.add_patch(Rectangle((margin, bar_top), bar_px, bar_height, facecolor="white", edgecolor="black"))
+    text_height = SCALE_BAR_FONT_SIZE * 1.4 / scale  # points ~ figure pixels at 100 dpi / 72 pt, with leading
+    padding = SCALE_BOX_PADDING_FRACTION * margin
+    box_width, box_height = bar_px + 2 * padding, bar_height + text_height + 2 * padding
+    box_left, box_top = _scale_bar_corner(labels > 0, box_width, box_height, margin)
+    axes.add_patch(Rectangle((box_left, box_top), box_width, box_height, facecolor=SCALE_BOX_RGBA, edgecolor="none"))
+    bar_left, bar_top = box_left + padding, box_top + box_height - padding - bar_height
+    axes.add_patch(Rectangle((bar_left, bar_top), bar_px, bar_height, facecolor="white", edgecolor="black"))
     axes.text(
-        margin + bar_px / 2,
-        bar_top - bar_height,
+        bar_left + bar_px / 2,
+        bar_top - bar_height / 2,
         _length_text(bar_length, unit),
         color="white",
         fontsize=SCALE_BAR_FONT_SIZE,
@@ -179,7 +299,11 @@ def overlay_figure(image: np.ndarray | None, labels: np.ndarray, pixel_size_nm: 
 
 
 def plot_overlay(
-    path: str | os.PathLike, image: np.ndarray | None, labels: np.ndarray, pixel_size_nm: float | None
+    path: str | os.PathLike,
+    image: np.ndarray | None,
+    labels: np.ndarray,
+    pixel_size_nm: float | None,
+    edge_labels: np.ndarray | None = None,
 ) -> Path:
     """Save particle outlines over the micrograph, with a scale bar, to ``path``.
 
@@ -188,15 +312,16 @@ def plot_overlay(
         image: (H, W) grey or (H, W, C) colour micrograph, or None to draw on the particle mask.
         labels: (H, W) instance labels, 0 background.
         pixel_size_nm: pixel size in nm; None labels the scale bar in pixels.
+        edge_labels: labels of the particles touching the border (marked), or None.
 
     Returns:
         The path written.
     """
-    return save_figure(overlay_figure(image, labels, pixel_size_nm), path)
+    return save_figure(overlay_figure(image, labels, pixel_size_nm, edge_labels), path)
 
 
 def size_distribution_figure(ecd: np.ndarray, unit: str, title: str | None = None) -> Figure:
-    """Histogram of equivalent circular diameters with d10, d50 and d90 marked.
+    """Histogram of equivalent circular diameters with its cumulative curve and d10, d50 and d90 marked.
 
     Args:
         ecd: 1-D diameters (one image's or a pooled run's).
@@ -216,7 +341,14 @@ def size_distribution_figure(ecd: np.ndarray, unit: str, title: str | None = Non
             axes.axvline(
                 statistics[name], color="black", linestyle=style, label=f"{name} = {statistics[name]:.3g} {unit}"
             )
-        axes.legend(frameon=False)
+        cumulative = axes.twinx()
+        ordered = np.sort(ecd)
+        fraction = PERCENT * np.arange(1, ordered.size + 1) / ordered.size
+        cumulative.step(ordered, fraction, where="post", color=CUMULATIVE_COLOUR, label="cumulative")
+        cumulative.set_ylim(0, PERCENT)
+        cumulative.set_ylabel("cumulative number (%)", color=CUMULATIVE_COLOUR)
+        cumulative.tick_params(axis="y", colors=CUMULATIVE_COLOUR)
+        axes.legend(frameon=False, loc="center right")
     else:
         axes.text(0.5, 0.5, "no particles", ha="center", va="center", transform=axes.transAxes)
     axes.set_xlabel(f"equivalent circular diameter ({unit})")
@@ -227,20 +359,24 @@ def size_distribution_figure(ecd: np.ndarray, unit: str, title: str | None = Non
 
 
 def plot_size_distribution(
-    path: str | os.PathLike, ecd: np.ndarray, unit: str, title: str | None = None
+    path: str | os.PathLike, ecd: np.ndarray, unit: str, title: str | None = None, with_svg: bool = False
 ) -> Path:
-    """Save the ECD histogram with d10, d50 and d90 marked to ``path``.
+    """Save the ECD histogram with its cumulative curve and d10, d50 and d90 marked to ``path`` (300 dpi).
 
     Args:
         path: the image file to write (``.png``).
         ecd: 1-D diameters (one image's or a pooled run's).
         unit: length unit of ``ecd`` (``"nm"`` or ``"px"``), for the axis label.
         title: optional title; the particle count is appended.
+        with_svg: also save the figure as SVG beside it (same name, ``.svg``).
 
     Returns:
         The path written.
     """
-    return save_figure(size_distribution_figure(ecd, unit, title), path)
+    figure = size_distribution_figure(ecd, unit, title)
+    if with_svg:
+        save_figure(figure, Path(path).with_suffix(".svg"))
+    return save_figure(figure, path, dpi=PSD_DPI)
 
 
 def save_prediction_overlay(

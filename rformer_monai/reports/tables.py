@@ -2,14 +2,17 @@
 
 Per image (:func:`analyse_mask`), in ``output_dir``:
 
-- ``<stem>_labels.tif``: instance labels (uint16, or uint32 above 65535 particles) at the
-  input's full size; the data bar rows are 0.
-- ``<stem>_particles.csv``: the particle table of :func:`measure_particles`, one row per particle.
-- ``<stem>_overlay.png``: particle outlines over the micrograph, with a scale bar.
-- ``<stem>_psd.png``: the ECD histogram (particles off the border) with d10/d50/d90.
+- ``<stem>_labels.tif``: instance labels (uint16, or uint32 above 65535 particles) at the input's full size,
+  calibrated in nm for ImageJ/Fiji where the pixel size is known; the data bar rows are 0.
+- ``<stem>_particles.csv``: the particle table of :func:`rformer_monai.particles.particle_table` (ImageJ's
+  measurements in nm and px, the pixel size and its source), one row per particle.
+- ``<stem>_rois.zip``: the particles as ImageJ ROIs (:func:`rformer_monai.reports.roi.write_roi_zip`).
+- ``<stem>_overlay.png``: numbered particle outlines over the micrograph, with a scale bar.
+- ``<stem>_psd.png``: the ECD histogram (particles off the border) with its cumulative curve and d10/d50/d90.
+- ``<stem>_image.json``: the image's record (size, pixel size and source, counts, warnings), written last.
 
-Per run (:func:`write_run_summary`): ``summary.csv`` (one row per image and a final ``pooled``
-row) and ``size_distribution.png`` (the pooled ECD histogram).
+Per run (:func:`rformer_monai.reports.summary.write_folder_summary`): ``summary.csv`` and
+``size_distribution.png``/``.svg``, from the files above.
 
 Every file is written atomically (temporary file in the same folder, then a rename).
 """
@@ -17,39 +20,46 @@ Every file is written atomically (temporary file in the same folder, then a rena
 from __future__ import annotations
 
 import logging
-import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rformer_monai.files import write_csv_atomic, write_tiff_atomic
-from rformer_monai.particles.measurement import (
-    SIZE_STATISTICS,
-    SUMMARY_KEYS,
-    measure_particles,
-    particle_table_rows,
-    size_statistics,
-    summarize_particles,
-)
+from rformer_monai.particles.imagej import PixelSize, particle_table, table_rows
 from rformer_monai.particles.separation import separate_particles
 from rformer_monai.reports.figures import plot_overlay, plot_size_distribution
+from rformer_monai.reports.roi import ROIS_SUFFIX, write_roi_zip
+from rformer_monai.reports.summary import (
+    IMAGE_RECORD_SUFFIX,
+    POOLED_ROW_NAME,
+    SIZE_DISTRIBUTION_NAME,
+    SUMMARY_COLUMNS,
+    SUMMARY_CSV_NAME,
+    image_summary,
+    write_image_record,
+)
 
 __all__ = [
     "ECD_VALUES_KEY",
+    "IMAGE_RECORD_SUFFIX",
     "LABELS_SUFFIX",
     "OVERLAY_SUFFIX",
     "PARTICLES_SUFFIX",
     "POOLED_ROW_NAME",
     "PSD_SUFFIX",
+    "ParticleAnalysis",
+    "ROIS_SUFFIX",
     "SIZE_DISTRIBUTION_NAME",
     "SUMMARY_COLUMNS",
     "SUMMARY_CSV_NAME",
     "analyse_mask",
+    "analyse_particles",
     "write_particle_csv",
-    "write_run_summary",
+    "write_particle_outputs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -58,38 +68,163 @@ LABELS_SUFFIX = "_labels.tif"
 PARTICLES_SUFFIX = "_particles.csv"
 OVERLAY_SUFFIX = "_overlay.png"
 PSD_SUFFIX = "_psd.png"
-# the files analyse_mask writes for every image, as suffixes of <stem>
-PARTICLE_OUTPUT_SUFFIXES = (LABELS_SUFFIX, PARTICLES_SUFFIX, OVERLAY_SUFFIX, PSD_SUFFIX)
-SUMMARY_CSV_NAME = "summary.csv"
-SIZE_DISTRIBUTION_NAME = "size_distribution.png"
-POOLED_ROW_NAME = "pooled"
-"""``stem`` of the last row of ``summary.csv``, the statistics of all images' particles together."""
-
-SUMMARY_COLUMNS: tuple[str, ...] = ("stem", *SUMMARY_KEYS)
-"""Columns of ``summary.csv`` (the keys of :func:`analyse_mask`'s row, except the ECD values)."""
+# the files analyse_mask writes for every image, as suffixes of <stem>; the record comes last
+PARTICLE_OUTPUT_SUFFIXES = (LABELS_SUFFIX, PARTICLES_SUFFIX, ROIS_SUFFIX, OVERLAY_SUFFIX, PSD_SUFFIX, IMAGE_RECORD_SUFFIX)
 ECD_VALUES_KEY = "ecd_values"
-"""Key of the row returned by :func:`analyse_mask` holding the measured ECDs (not written to CSV)."""
+"""Key of an image's summary row holding the measured ECDs (not written to CSV)."""
+UNCALIBRATED_WARNING = "uncalibrated"
 
 UINT16_MAX_LABEL = int(np.iinfo(np.uint16).max)
 
 
 def write_particle_csv(path: str | os.PathLike, columns: Mapping[str, np.ndarray]) -> Path:
-    """Write a particle table (see :func:`measure_particles`) as CSV, one row per particle.
-
-    Args:
-        path: the CSV file.
-        columns: column name -> 1-D array.
+    """Write a particle table (column name -> 1-D array) as CSV, one row per particle; NaN is an empty cell.
 
     Returns:
         The path written.
     """
-    return write_csv_atomic(path, particle_table_rows(columns), list(columns))
+    return write_csv_atomic(path, table_rows(columns), list(columns))
 
 
 def _check_data_bar_rows(data_bar_rows: int, height: int) -> int:
     if isinstance(data_bar_rows, bool) or int(data_bar_rows) != data_bar_rows or not 0 <= data_bar_rows < height:
         raise ValueError(f"data_bar_rows must be a whole number in 0..{height - 1}, got {data_bar_rows!r}.")
     return int(data_bar_rows)
+
+
+@dataclass
+class ParticleAnalysis:
+    """One image's particles in memory: what :func:`analyse_particles` finds and :func:`write_particle_outputs`
+    writes."""
+
+    labels: np.ndarray
+    """(H, W) instance labels at the input's full size (data bar rows 0)."""
+    table: dict[str, np.ndarray]
+    """The particle table, one row per label (:func:`rformer_monai.particles.particle_table`)."""
+    pixel_size: PixelSize
+    data_bar_rows: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def sample_area(self) -> float:
+        """Area of the analysed rows in the table's unit (nm² or px²)."""
+        height, width = self.labels.shape
+        length = 1.0 if self.pixel_size.nm is None else self.pixel_size.nm
+        return float((height - self.data_bar_rows) * width * length**2)
+
+
+def analyse_particles(
+    mask: np.ndarray,
+    image: np.ndarray | None,
+    pixel_size: PixelSize,
+    data_bar_rows: int = 0,
+    name: str = "image",
+    **separation_kwargs: Any,
+) -> ParticleAnalysis:
+    """Separate, count and measure the particles of one mask, in memory.
+
+    The rows above the data bar are the sample: the particles are separated (:func:`separate_particles`) and
+    measured there; a particle touching the sample's border (the data bar's top included) is flagged.
+
+    Args:
+        mask: (H, W) particle mask at the input's full size, non-zero is particle.
+        image: (H, W) or (H, W, C) micrograph as stored (for ``Mean``), or None.
+        pixel_size: the pixel size in nm (or None) and its source.
+        data_bar_rows: rows at the bottom that are the instrument's data bar (not analysed).
+        name: the image's name in the warning of an unknown pixel size.
+        **separation_kwargs: passed on to :func:`separate_particles`; a full-size ``probability`` is cropped
+            to the sample rows like the mask.
+
+    Raises:
+        ValueError: on a non-2-D mask, an image of another size or a bad ``data_bar_rows``.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be a 2-D (H, W) array, got shape {tuple(mask.shape)}.")
+    height, width = mask.shape
+    data_bar_rows = _check_data_bar_rows(data_bar_rows, height)
+    sample_rows = height - data_bar_rows
+    if image is not None and (np.ndim(image) not in (2, 3) or np.shape(image)[:2] != mask.shape):
+        raise ValueError(f"image must be (H, W) or (H, W, C) with (H, W) = {mask.shape}, got {np.shape(image)}.")
+    probability = separation_kwargs.pop("probability", None)
+    if probability is not None and np.shape(probability) == mask.shape:
+        probability = np.asarray(probability)[:sample_rows]
+    sample_labels = separate_particles(mask[:sample_rows], probability=probability, **separation_kwargs)
+    warnings = []
+    if pixel_size.nm is None:
+        warnings.append(UNCALIBRATED_WARNING)
+        logger.warning(
+            "%s: no pixel size in the file's metadata, sizes are in px: give it with --pixel-size-nm "
+            "(rformer segment), pixel_size_nm= (segment()) or --pixel_size_nm (monai.bundle run)", name,
+        )
+    sample_image = None if image is None else np.asarray(image)[:sample_rows]
+    table = particle_table(sample_labels, pixel_size, image=sample_image)
+    label_dtype = np.uint16 if sample_labels.max(initial=0) <= UINT16_MAX_LABEL else np.uint32
+    labels = np.zeros(mask.shape, dtype=label_dtype)
+    labels[:sample_rows] = sample_labels
+    return ParticleAnalysis(labels, table, pixel_size, data_bar_rows, warnings)
+
+
+def _record(analysis: ParticleAnalysis, stem: str, source: str | None, extra: Mapping[str, Any]) -> dict[str, Any]:
+    height, width = analysis.labels.shape
+    return {
+        "stem": stem,
+        "source": source,
+        "width_px": width,
+        "height_px": height,
+        "data_bar_rows": analysis.data_bar_rows,
+        "pixel_size_nm": analysis.pixel_size.nm,
+        "pixel_size_source": analysis.pixel_size.source,
+        "unit": analysis.pixel_size.unit,
+        "sample_area": analysis.sample_area,
+        "warnings": list(analysis.warnings),
+        **dict(extra),
+    }
+
+
+def write_particle_outputs(
+    analysis: ParticleAnalysis,
+    image: np.ndarray | None,
+    output_dir: str | os.PathLike,
+    stem: str,
+    source: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write one image's files (see the module docstring), its record last.
+
+    Args:
+        analysis: the image's particles (:func:`analyse_particles`).
+        image: (H, W) or (H, W, C) micrograph for the overlay, or None to draw on the mask.
+        output_dir: folder of the files (created when missing).
+        stem: file name stem of the image's outputs.
+        source: the input file, for the record.
+        extra: more entries of the record (e.g. the contrast decision).
+
+    Returns:
+        The image's summary row (:func:`rformer_monai.reports.summary.image_summary`), with ``ecd_values``.
+    """
+    if not stem or Path(stem).name != stem:
+        raise ValueError(f"stem must be a plain, non-empty file name stem, got {stem!r}.")
+    output_dir = Path(output_dir)
+    sample_rows = analysis.labels.shape[0] - analysis.data_bar_rows
+    sample_labels = analysis.labels[:sample_rows]
+    write_tiff_atomic(output_dir / f"{stem}{LABELS_SUFFIX}", analysis.labels, analysis.pixel_size.nm)
+    write_particle_csv(output_dir / f"{stem}{PARTICLES_SUFFIX}", analysis.table)
+    write_roi_zip(output_dir / f"{stem}{ROIS_SUFFIX}", sample_labels)
+    edge_labels = analysis.table["label"][np.asarray(analysis.table["touches_edge"], dtype=bool)]
+    sample_image = None if image is None else np.asarray(image)[:sample_rows]
+    plot_overlay(output_dir / f"{stem}{OVERLAY_SUFFIX}", sample_image, sample_labels, analysis.pixel_size.nm, edge_labels)
+    record = _record(analysis, stem, source, extra or {})
+    summary = image_summary(analysis.table, record)
+    unit = analysis.pixel_size.unit
+    plot_size_distribution(output_dir / f"{stem}{PSD_SUFFIX}", summary[ECD_VALUES_KEY], unit, title=stem)
+    record.update(particle_count=summary["particle_count"], ecd_median=summary["ecd_median"])
+    write_image_record(output_dir / f"{stem}{IMAGE_RECORD_SUFFIX}", record)
+    logger.info(
+        "%s: %d particles, median ECD %.4g %s (%d off the border)",
+        stem, summary["particle_count"], summary["ecd_median"], unit, summary["measured_count"],
+    )
+    return summary
 
 
 def analyse_mask(
@@ -99,119 +234,37 @@ def analyse_mask(
     output_dir: str | os.PathLike,
     stem: str,
     data_bar_rows: int = 0,
+    pixel_size_source: str | None = None,
+    source: str | None = None,
+    extra: Mapping[str, Any] | None = None,
     **separation_kwargs: Any,
 ) -> dict[str, Any]:
     """Separate, count and measure the particles of one mask and write the image's files.
 
-    The rows above the data bar are the sample: the particles are separated
-    (:func:`separate_particles`) and measured there, a particle touching the sample's border
-    (the data bar's top included) is flagged and left out of the size statistics.
+    :func:`analyse_particles` then :func:`write_particle_outputs`.
 
     Args:
         mask: (H, W) particle mask at the input's full size, non-zero is particle.
-        image: (H, W) or (H, W, C) micrograph for the overlay, or None to draw on the mask.
+        image: (H, W) or (H, W, C) micrograph, or None to draw on the mask.
         pixel_size_nm: pixel size in nm, or None (sizes in pixels, with a logged warning).
         output_dir: folder of the files (created when missing).
         stem: file name stem of the image's outputs.
         data_bar_rows: rows at the bottom that are the instrument's data bar (not analysed).
-        **separation_kwargs: passed on to :func:`separate_particles`; a full-size
-            ``probability`` is cropped to the sample rows like the mask.
+        pixel_size_source: where the pixel size came from; default ``given`` where there is one, else ``unknown``.
+        source: the input file, for the image's record.
+        extra: more entries of the image's record (e.g. the contrast decision).
+        **separation_kwargs: passed on to :func:`separate_particles`.
 
     Returns:
-        The image's summary row: ``stem``, ``particle_count``, ``edge_particle_count``,
-        ``measured_count``, ``ecd_mean``, ``ecd_median``, ``ecd_d10``, ``ecd_d50``, ``ecd_d90``,
-        ``area_fraction`` and ``unit`` (the columns of ``summary.csv``), and
-        ``ecd_values``: the measured ECDs (1-D array) to pool in :func:`write_run_summary`.
+        The image's ``summary.csv`` row, with the measured ECDs under ``ecd_values``.
 
     Raises:
-        ValueError: on a non-2-D mask, an image of another size, an empty stem or a bad
-            ``data_bar_rows``.
+        ValueError: on a non-2-D mask, an image of another size, an empty stem or a bad ``data_bar_rows``.
     """
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be a 2-D (H, W) array, got shape {tuple(mask.shape)}.")
     if not stem or Path(stem).name != stem:
         raise ValueError(f"stem must be a plain, non-empty file name stem, got {stem!r}.")
-    height, width = mask.shape
-    data_bar_rows = _check_data_bar_rows(data_bar_rows, height)
-    sample_rows = height - data_bar_rows
-    if image is not None and (np.ndim(image) not in (2, 3) or np.shape(image)[:2] != mask.shape):
-        raise ValueError(f"image must be (H, W) or (H, W, C) with (H, W) = {mask.shape}, got {np.shape(image)}.")
-    probability = separation_kwargs.pop("probability", None)
-    if probability is not None and np.shape(probability) == mask.shape:
-        probability = np.asarray(probability)[:sample_rows]
-
-    sample_labels = separate_particles(mask[:sample_rows], probability=probability, **separation_kwargs)
-    columns = measure_particles(sample_labels, pixel_size_nm)
-    unit_length = 1.0 if pixel_size_nm is None else float(pixel_size_nm)
-    summary = summarize_particles(columns, sample_rows * width * unit_length**2)
-    unit = summary["unit"]
-    measured_ecd = np.asarray(columns[f"ecd_{unit}"])[~np.asarray(columns["touches_edge"], dtype=bool)]
-
-    output_dir = Path(output_dir)
-    label_dtype = np.uint16 if sample_labels.max(initial=0) <= UINT16_MAX_LABEL else np.uint32
-    labels = np.zeros(mask.shape, dtype=label_dtype)
-    labels[:sample_rows] = sample_labels
-    write_tiff_atomic(output_dir / f"{stem}{LABELS_SUFFIX}", labels)
-    write_particle_csv(output_dir / f"{stem}{PARTICLES_SUFFIX}", columns)
-    sample_image = None if image is None else np.asarray(image)[:sample_rows]
-    plot_overlay(output_dir / f"{stem}{OVERLAY_SUFFIX}", sample_image, sample_labels, pixel_size_nm)
-    plot_size_distribution(output_dir / f"{stem}{PSD_SUFFIX}", measured_ecd, unit, title=stem)
-    logger.info(
-        "%s: %d particles (%d off the border), median ECD %.4g %s",
-        stem, summary["particle_count"], summary["measured_count"], summary["ecd_median"], unit,
-    )
-    return {"stem": stem, **summary, ECD_VALUES_KEY: measured_ecd}
-
-
-def write_run_summary(
-    rows: Sequence[Mapping[str, Any]],
-    ecd_values: np.ndarray | Sequence[np.ndarray],
-    output_dir: str | os.PathLike,
-) -> dict[str, Any]:
-    """Write ``summary.csv`` (the images' rows and a pooled row) and the pooled size distribution.
-
-    The pooled row (``stem = "pooled"``) sums the counts, takes the ECD statistics of all
-    ``ecd_values`` together and averages the images' particle area fractions.
-
-    Args:
-        rows: the summary rows returned by :func:`analyse_mask` (all in one unit).
-        ecd_values: the measured ECDs to pool: one 1-D array, or one per image (typically
-            ``[row["ecd_values"] for row in rows]``).
-        output_dir: folder of ``summary.csv`` and ``size_distribution.png``.
-
-    Returns:
-        The pooled row.
-
-    Raises:
-        ValueError: if ``rows`` is empty, lacks a summary column or mixes units.
-    """
-    if not rows:
-        raise ValueError("rows must hold at least one image summary, got none.")
-    for row in rows:
-        missing = [name for name in SUMMARY_COLUMNS if name not in row]
-        if missing:
-            raise ValueError(f"rows must hold the summary columns; row {row.get('stem')!r} lacks {missing}.")
-    units = sorted({str(row["unit"]) for row in rows})
-    if len(units) != 1:
-        raise ValueError(f"rows must all be in one unit to pool them, got units {units}.")
-    if isinstance(ecd_values, np.ndarray):
-        pooled_ecd = ecd_values.astype(np.float64).ravel()
-    else:
-        arrays = [np.asarray(values, dtype=np.float64).ravel() for values in ecd_values]
-        pooled_ecd = np.concatenate(arrays) if arrays else np.zeros(0)
-    statistics = size_statistics(pooled_ecd)
-    area_fractions = [float(row["area_fraction"]) for row in rows]
-    pooled: dict[str, Any] = {
-        "stem": POOLED_ROW_NAME,
-        "particle_count": int(sum(int(row["particle_count"]) for row in rows)),
-        "edge_particle_count": int(sum(int(row["edge_particle_count"]) for row in rows)),
-        "measured_count": statistics["count"],
-        **{f"ecd_{name}": statistics[name] for name in SIZE_STATISTICS[1:]},
-        "area_fraction": float(np.mean(area_fractions)) if area_fractions else math.nan,
-        "unit": units[0],
-    }
-    output_dir = Path(output_dir)
-    write_csv_atomic(output_dir / SUMMARY_CSV_NAME, [*rows, pooled], SUMMARY_COLUMNS)
-    plot_size_distribution(output_dir / SIZE_DISTRIBUTION_NAME, pooled_ecd, units[0], title="all images")
-    return pooled
+    if pixel_size_source is None:
+        pixel_size_source = "unknown" if pixel_size_nm is None else "given"
+    pixel_size = PixelSize(None if pixel_size_nm is None else float(pixel_size_nm), pixel_size_source)
+    analysis = analyse_particles(mask, image, pixel_size, data_bar_rows, name=source or stem, **separation_kwargs)
+    return write_particle_outputs(analysis, image, output_dir, stem, source=source, extra=extra)

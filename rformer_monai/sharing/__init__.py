@@ -1,19 +1,8 @@
-"""Sharing the bundle: ONNX export and inference, packing and safe fetching, metadata checks, data-parallel training.
+"""Sharing the bundle: ONNX export and inference, packing and safe fetching, metadata checks.
 
 Command line: ``python -m rformer_monai.sharing {pack,fetch,onnx,check}`` (see ``docs/sharing.md``).
 """
 
-from rformer_monai.sharing.distributed import (
-    BroadcastBuffers,
-    ddp_device_ids,
-    destroy_distributed,
-    handlers_for_rank,
-    init_distributed,
-    local_device,
-    local_rank,
-    log_on_main_rank_only,
-    main_rank_first,
-)
 from rformer_monai.sharing.metadata import check_metadata, metadata_problems
 from rformer_monai.sharing.onnx import (
     OnnxRuntimeNetwork,
@@ -22,6 +11,7 @@ from rformer_monai.sharing.onnx import (
     read_onnx_properties,
 )
 from rformer_monai.sharing.package import (
+    FetchError,
     PackedBundle,
     UnsafeArchiveError,
     bundle_files,
@@ -29,31 +19,21 @@ from rformer_monai.sharing.package import (
     pack_bundle,
     read_checksum_file,
     safe_extract,
-    sha256_of,
 )
 
 __all__ = [
-    "BroadcastBuffers",
+    "FetchError",
     "OnnxRuntimeNetwork",
     "PackedBundle",
     "UnsafeArchiveError",
     "bundle_files",
     "check_metadata",
-    "ddp_device_ids",
-    "destroy_distributed",
     "export_bundle_onnx",
     "export_onnx",
     "fetch_bundle",
-    "handlers_for_rank",
-    "init_distributed",
-    "local_device",
-    "local_rank",
-    "log_on_main_rank_only",
-    "main_rank_first",
     "metadata_problems",
     "pack_bundle",
     "read_checksum_file",
     "read_onnx_properties",
     "safe_extract",
-    "sha256_of",
 ]

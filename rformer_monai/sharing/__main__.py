@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from rformer_monai.sharing.package import (
     pack_bundle,
     read_checksum_file,
 )
+from rformer_monai.workflows.errors import one_line
+
+logger = logging.getLogger("rformer_monai.sharing")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,10 +68,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_USER_ERROR = 1
+USER_ERRORS = (ValueError, OSError, zipfile.BadZipFile)
+"""What a bad argument, a failed download or a refused archive raises (``FetchError``, ``HashCheckError``,
+``UnsafeArchiveError``, ``FileExistsError``, ``URLError``, ...): one line on stderr, not a traceback."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the exit status."""
+    """Run one command; returns the exit status (1 after a user error, printed as ``error: ...`` on one line)."""
     arguments = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        _run(arguments)
+    except USER_ERRORS as exc:
+        logger.debug("%s failed", arguments.command, exc_info=exc)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+def _run(arguments: argparse.Namespace) -> None:
     if arguments.command == "pack":
         packed = pack_bundle(arguments.bundle, arguments.output, arguments.name)
         print(f"{packed.archive}\n{packed.checksum_file}\nsha256 {packed.sha256} ({len(packed.files)} files)")
@@ -88,7 +108,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif arguments.command == "check":
         metadata = check_metadata(arguments.bundle / METADATA_PATH)
         print(f"{arguments.bundle / METADATA_PATH}: meets the bundle specification (version {metadata['version']})")
-    return 0
 
 
 if __name__ == "__main__":

@@ -5,18 +5,19 @@
 ``sha256sum`` format. Run outputs, caches and temporary files stay out; entries are sorted and time-stamped
 alike, so the same bundle always packs to the same bytes and the same checksum.
 
-``fetch_bundle`` downloads such a zip, checks its SHA-256 before anything is extracted, refuses entries that
-would land outside the target folder, and extracts into a temporary folder that is renamed into place only
+``fetch_bundle`` checks its arguments (a SHA-256 of 64 hex digits, a target folder that does not exist yet) before
+anything is downloaded, downloads the zip, checks its SHA-256 before anything is extracted, refuses entries that
+would land outside the target folder and archives that would extract more than ``MAX_EXTRACTED_BYTES`` or
+``MAX_ARCHIVE_MEMBERS`` files (a zip bomb), and extracts into a temporary folder that is renamed into place only
 once everything is written: a failure leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
 import os
-import shutil
+import re
 import stat
 import tempfile
 import zipfile
@@ -24,8 +25,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from rformer_monai.files import sha256_of
 from rformer_monai.sharing.metadata import check_metadata
 from rformer_monai.workflows.checkpoints import BEST_MODEL_FILENAME
+from rformer_monai.workflows.errors import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +60,23 @@ WEIGHTS_PATH = PurePosixPath("models", BEST_MODEL_FILENAME)
 METADATA_PATH = PurePosixPath("configs", "metadata.json")
 
 
+MAX_EXTRACTED_BYTES = 2 * 1024**3
+"""The most bytes a bundle zip may extract to (the shipped bundle, weights and exports included, is far below)."""
+MAX_ARCHIVE_MEMBERS = 10_000
+"""The most entries a bundle zip may hold."""
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+PACKED_NAME = re.compile(r"(?P<name>.+)_v[^_/]+\.zip")
+"""The file name :func:`pack_bundle` gives a package: ``<name>_v<version>.zip``."""
+
+
 class UnsafeArchiveError(ValueError):
-    """A zip entry would be written outside the target folder, or is a link; the message names it."""
+    """A zip entry would be written outside the target folder, or is a link, or the archive would extract more
+    than the limits allow; the message names it."""
+
+
+class FetchError(ValueError):
+    """A bundle cannot be fetched: a malformed argument, a failed download, a file that is not a zip; the
+    message names the argument, address or file."""
 
 
 @dataclass(frozen=True)
@@ -69,15 +87,6 @@ class PackedBundle:
     checksum_file: Path
     sha256: str
     files: tuple[str, ...]
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """The SHA-256 hex digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _is_excluded(relative: PurePosixPath) -> bool:
@@ -158,12 +167,28 @@ def pack_bundle(
     return PackedBundle(archive, checksum_file, digest, files)
 
 
+def check_sha256(digest: str, name: str = "sha256") -> str:
+    """``digest`` in lower case if it is a SHA-256 hex digest (64 hex digits).
+
+    Raises:
+        FetchError: naming ``name`` and the value received.
+    """
+    if not isinstance(digest, str) or SHA256_HEX.fullmatch(digest.strip()) is None:
+        raise FetchError(
+            f"{name} must be a SHA-256 digest of 64 hex digits (as sha256sum prints it), got {digest!r}"
+        )
+    return digest.strip().lower()
+
+
 def read_checksum_file(path: str | os.PathLike) -> str:
     """The SHA-256 hex digest in a ``sha256sum``-format file (``<digest>  <file name>``)."""
     path = Path(path)
-    fields = path.read_text().split()
-    if not fields or len(fields[0]) != hashlib.sha256().digest_size * 2:
-        raise ValueError(f"{path}: not a sha256sum file (expected '<64 hex digits>  <file name>').")
+    try:
+        fields = path.read_text().split()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FetchError(f"{path}: checksum file cannot be read ({exc})") from exc
+    if not fields or SHA256_HEX.fullmatch(fields[0]) is None:
+        raise FetchError(f"{path}: not a sha256sum file (expected '<64 hex digits>  <file name>').")
     return fields[0].lower()
 
 
@@ -185,39 +210,87 @@ def _checked_members(archive: zipfile.ZipFile, target: Path) -> list[tuple[zipfi
     return members
 
 
-def safe_extract(zip_path: str | os.PathLike, target_dir: str | os.PathLike) -> list[Path]:
+def _too_large(zip_path: str | os.PathLike, size: str, max_bytes: int, max_members: int) -> UnsafeArchiveError:
+    return UnsafeArchiveError(
+        f"{zip_path}: would extract {size}, more than the limits of {max_bytes} bytes and {max_members} files "
+        "(a zip bomb?): refused."
+    )
+
+
+def _check_totals(archive: zipfile.ZipFile, zip_path: str | os.PathLike, max_bytes: int, max_members: int) -> None:
+    members = archive.infolist()
+    total = sum(member.file_size for member in members)
+    if len(members) > max_members or total > max_bytes:
+        raise _too_large(zip_path, f"{total} bytes in {len(members)} files", max_bytes, max_members)
+
+
+def safe_extract(
+    zip_path: str | os.PathLike,
+    target_dir: str | os.PathLike,
+    max_bytes: int | None = None,
+    max_members: int | None = None,
+) -> list[Path]:
     """Extract a zip into ``target_dir`` after checking every entry first.
 
-    No entry may be absolute, contain ``..``, resolve outside ``target_dir`` or be a symbolic link; when one
-    does, nothing at all is written. Returns the extracted files.
+    No entry may be absolute, contain ``..``, resolve outside ``target_dir`` or be a symbolic link, and the
+    archive may not hold more than ``max_members`` entries or extract to more than ``max_bytes`` (as its
+    directory states them; the bytes actually written are counted too); when one of these fails before
+    extraction, nothing at all is written. Returns the extracted files.
+
+    Args:
+        zip_path: the archive.
+        target_dir: where it is extracted.
+        max_bytes: default ``MAX_EXTRACTED_BYTES``.
+        max_members: default ``MAX_ARCHIVE_MEMBERS``.
 
     Raises:
-        UnsafeArchiveError: naming the first offending entry.
+        UnsafeArchiveError: naming the first offending entry, or the sizes over the limits.
         zipfile.BadZipFile: when the file is not a zip.
     """
+    max_bytes = MAX_EXTRACTED_BYTES if max_bytes is None else max_bytes
+    max_members = MAX_ARCHIVE_MEMBERS if max_members is None else max_members
     target = Path(target_dir)
     with zipfile.ZipFile(zip_path) as archive:
+        _check_totals(archive, zip_path, max_bytes, max_members)
         members = _checked_members(archive, target)
-        written = []
+        written, extracted = [], 0
         for member, destination in members:
             if member.is_dir():
                 destination.mkdir(parents=True, exist_ok=True)
                 continue
             destination.parent.mkdir(parents=True, exist_ok=True)
             with archive.open(member) as source, open(destination, "wb") as sink:
-                shutil.copyfileobj(source, sink, CHUNK_BYTES)
+                while chunk := source.read(CHUNK_BYTES):
+                    extracted += len(chunk)
+                    if extracted > max_bytes:
+                        raise _too_large(zip_path, f"more than {extracted} bytes", max_bytes, max_members)
+                    sink.write(chunk)
             written.append(destination)
     return written
 
 
-def _top_folder(zip_path: Path) -> str:
-    with zipfile.ZipFile(zip_path) as archive:
-        tops = {PurePosixPath(name).parts[0] for name in archive.namelist() if PurePosixPath(name).parts}
+def _top_folder(zip_path: Path, url: str = "") -> str:
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            tops = {PurePosixPath(name).parts[0] for name in archive.namelist() if PurePosixPath(name).parts}
+    except zipfile.BadZipFile as exc:
+        raise FetchError(f"{url or zip_path}: the download is not a zip file ({exc})") from exc
     if len(tops) != 1:
         raise ValueError(
             f"{zip_path}: a bundle zip holds one top folder named after the bundle, found {sorted(tops) or 'none'}."
         )
     return tops.pop()
+
+
+def _packed_name(url: str) -> str | None:
+    """The bundle name in a URL ending in ``<name>_v<version>.zip`` (how :func:`pack_bundle` names a package)."""
+    match = PACKED_NAME.fullmatch(PurePosixPath(url.split("?", 1)[0].split("#", 1)[0]).name)
+    return match.group("name") if match else None
+
+
+def _require_absent(destination: Path) -> None:
+    if destination.exists() or destination.is_symlink():
+        raise FileExistsError(f"{destination} already exists: remove it or fetch into another --bundle_dir.")
 
 
 def fetch_bundle(
@@ -241,23 +314,41 @@ def fetch_bundle(
         The extracted bundle folder.
 
     Raises:
+        FetchError: ``sha256`` is not 64 hex digits, ``bundle_dir`` is a file, the download fails or is not a
+            zip (the first two before anything is downloaded).
         monai.apps.utils.HashCheckError: when the download does not match ``sha256`` (nothing is kept).
-        UnsafeArchiveError: when an entry would land outside the bundle folder (nothing is extracted).
-        FileExistsError: when ``<bundle_dir>/<name>`` already exists.
+        UnsafeArchiveError: when an entry would land outside the bundle folder, or the archive would extract
+            more than ``MAX_EXTRACTED_BYTES`` or ``MAX_ARCHIVE_MEMBERS`` files (nothing is extracted).
+        FileExistsError: when ``<bundle_dir>/<name>`` already exists: found before the download where the name
+            is known (``name``, or a URL ending in ``<name>_v<version>.zip`` as :func:`pack_bundle` names it).
     """
-    from monai.apps.utils import download_url
+    from monai.apps.utils import HashCheckError, download_url
 
+    if sha256 is not None:
+        sha256 = check_sha256(sha256, "--sha256")
     bundle_dir = Path(bundle_dir)
-    bundle_dir.mkdir(parents=True, exist_ok=True)
+    if bundle_dir.exists() and not bundle_dir.is_dir():
+        raise FetchError(f"{bundle_dir}: --bundle_dir is a file, not a folder")
+    expected = name or _packed_name(url)
+    if expected is not None:
+        _require_absent(bundle_dir / expected)
+    try:
+        bundle_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FetchError(f"{bundle_dir}: --bundle_dir cannot be created ({exc.strerror or exc})") from exc
     if sha256 is None:
         logger.warning("no SHA-256 given for %s: the download's integrity is not checked", url)
     with tempfile.TemporaryDirectory(prefix=".fetch-", dir=bundle_dir) as workspace:
         zip_path = Path(workspace) / "bundle.zip"
-        download_url(url=url, filepath=zip_path, hash_val=sha256.lower() if sha256 else None, progress=progress)
-        folder = _top_folder(zip_path)
+        try:
+            download_url(url=url, filepath=zip_path, hash_val=sha256, progress=progress)
+        except HashCheckError:
+            raise
+        except (OSError, RuntimeError, ValueError) as exc:  # URLError, HTTPError, a refused connection, ...
+            raise FetchError(f"{url}: download failed ({one_line(str(exc))})") from exc
+        folder = _top_folder(zip_path, url)
         destination = bundle_dir / (name or folder)
-        if destination.exists():
-            raise FileExistsError(f"{destination} already exists: remove it or fetch into another --bundle_dir.")
+        _require_absent(destination)
         staging = Path(workspace) / "extracted"
         safe_extract(zip_path, staging)
         check_metadata(staging / folder / METADATA_PATH)

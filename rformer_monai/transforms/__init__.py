@@ -12,11 +12,18 @@ from rformer_monai.transforms.array import (
     separation_line_pairs,
     separation_lines,
 )
+from rformer_monai.transforms.contrast import (
+    CONTRAST_MODES,
+    ParticleContrast,
+    ParticleContrastd,
+    contrast_score,
+    decide_contrast,
+)
 from rformer_monai.transforms.databar import detect_data_bar
 from rformer_monai.transforms.dictionary import (
     BinarizeMaskd,
-    CheckSameShaped,
     CropDataBard,
+    FitMaskToImaged,
     LabelParticlesd,
     LineWeightAndRelativeBorderd,
     LoadMicrographd,
@@ -40,11 +47,16 @@ from rformer_monai.transforms.pipelines import (
 )
 
 __all__ = [
+    "CONTRAST_MODES",
+    "ParticleContrast",
+    "ParticleContrastd",
+    "contrast_score",
+    "decide_contrast",
     "BinarizeMask",
     "BinarizeMaskd",
-    "CheckSameShaped",
     "CropDataBar",
     "CropDataBard",
+    "FitMaskToImaged",
     "LabelParticles",
     "LabelParticlesd",
     "LineWeightAndRelativeBorderd",

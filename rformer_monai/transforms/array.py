@@ -13,12 +13,13 @@ from monai.utils import convert_to_dst_type
 from scipy import ndimage as ndi
 
 from rformer_monai.particles.labelling import label_particles, separated_foreground
-from rformer_monai.transforms.databar import detect_data_bar
+from rformer_monai.transforms.databar import MAX_BAR_FRACTION, detect_data_bar
 from rformer_monai.transforms.io import MicrographReader
 
 logger = logging.getLogger(__name__)
 
 DATA_BAR_ROWS_KEY = "data_bar_rows"
+UNANNOTATED_ROWS_KEY = "unannotated_bottom_rows"  # in a mask's meta: rows padded below a mask cropped above the data bar
 # masks are binarised at half of their dtype's full scale (the paper thresholds at 0.5 after scaling)
 MASK_THRESHOLD_FRACTION = 0.5
 UNIT_RANGE_MAX = 1.0  # full scale of masks without metadata (0/1 floats)
@@ -104,6 +105,14 @@ class BinarizeMask(Transform):
         meta = mask.meta if isinstance(mask, MetaTensor) else {}
         source_max = float(meta.get("source_max", UNIT_RANGE_MAX))
         name = meta.get("filename_or_obj", "mask")
+        if mask.ndim == 3 and mask.shape[0] == 1 and is_instance_label_image(_one_channel(mask), source_max):
+            labels = np.rint(_one_channel(mask)).astype(np.int64)
+            logger.info(
+                "%s: an instance label image (%d particles): particles are its non-zero pixels",
+                name,
+                len(np.unique(labels)) - 1,
+            )
+            return _stacked_like(mask, separated_foreground(labels))
         levels = torch.unique(torch.as_tensor(mask)).tolist()
         threshold = MASK_THRESHOLD_FRACTION * source_max
         if source_max > 1 and set(levels) <= {0, 1}:
@@ -125,6 +134,44 @@ class BinarizeMask(Transform):
         if isinstance(mask, MetaTensor) and not isinstance(binary, MetaTensor):
             binary = MetaTensor(binary, meta=mask.meta, applied_operations=mask.applied_operations)
         return binary
+
+
+# an instance label image (0 background, 1..N one value per particle) is told from a grey-level mask (anti-aliased
+# or compressed 0/255) by its neighbouring particle pixels: equal but for the borders between touching particles
+INSTANCE_LABEL_COHERENCE = 0.9  # the least fraction of neighbouring particle pixels of equal value
+FULL_SCALE_MAJORITY = 0.5  # a mask with this fraction of its particle pixels at full scale is a 0/full-scale mask
+
+
+def is_instance_label_image(mask: np.ndarray, source_max: float) -> bool:
+    """Whether the (H, W) ``mask`` is an instance label image: integer values, more than one particle value,
+    fewer than half of its non-zero pixels at full scale (``source_max``) and at least
+    :data:`INSTANCE_LABEL_COHERENCE` of its 4-neighbouring non-zero pixel pairs of equal value (a grey-level
+    mask varies inside its particles and along their edges)."""
+    values = np.asarray(mask)
+    foreground = values > 0
+    particle_pixels = int(foreground.sum())
+    if particle_pixels == 0 or not np.array_equal(values, np.rint(values)):
+        return False
+    if len(np.unique(values[foreground])) < 2 or (values == source_max).sum() >= FULL_SCALE_MAJORITY * particle_pixels:
+        return False
+    pairs = equal = 0
+    for first, second in ((values[:, :-1], values[:, 1:]), (values[:-1, :], values[1:, :])):
+        both = (first > 0) & (second > 0)
+        pairs += int(both.sum())
+        equal += int((both & (first == second)).sum())
+    return pairs > 0 and equal >= INSTANCE_LABEL_COHERENCE * pairs
+
+
+def unannotated_bottom_rows(image_shape: Sequence[int], mask_shape: Sequence[int]) -> int | None:
+    """How many bottom rows of an image of spatial shape ``image_shape`` (H, W) its mask of ``mask_shape`` leaves
+    out: 0 for a mask of the image's size; the difference in height for a mask of its width cropped to the rows
+    above the data bar (at most :data:`~rformer_monai.transforms.databar.MAX_BAR_FRACTION` of the height);
+    ``None`` for any other shape."""
+    (image_height, image_width), (mask_height, mask_width) = tuple(image_shape)[-2:], tuple(mask_shape)[-2:]
+    missing = image_height - mask_height
+    if mask_width != image_width or missing < 0 or missing > MAX_BAR_FRACTION * image_height:
+        return None
+    return missing
 
 
 def _format_level(value: float) -> str:

@@ -8,11 +8,12 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import InvertibleTransform, LoadImaged, MapTransform, Transform
+from monai.transforms import EnsureChannelFirst, InvertibleTransform, LoadImaged, MapTransform, Transform
 
 from rformer_monai.transforms.array import (
     DEFAULT_LINE_SIGMA_PX,
     DEFAULT_LINE_WEIGHT,
+    UNANNOTATED_ROWS_KEY,
     BinarizeMask,
     CropDataBar,
     LabelParticles,
@@ -20,8 +21,9 @@ from rformer_monai.transforms.array import (
     SeparateParticles,
     SeparationWeight,
     StackSeparationTargets,
+    unannotated_bottom_rows,
 )
-from rformer_monai.transforms.io import MaskShapeError, MicrographReader
+from rformer_monai.transforms.io import MaskShapeError, Micrograph, MicrographReader
 
 SEPARATION_CHANNELS = 2  # particle probability and one separation channel (a band or a distance map)
 MASK_AND_WEIGHT_CHANNELS = 2  # a label's mask and loss weights, before its separation targets (StackSeparationTargets)
@@ -54,8 +56,21 @@ class LoadMicrographd(LoadImaged):
         )
 
     def __call__(self, data, reader=None):  # type: ignore[override]
-        """Load the files under ``keys`` with ``reader``, by default the micrograph reader alone."""
-        return super().__call__(data, reader=self.micrograph_reader if reader is None else reader)
+        """Load the files under ``keys`` with ``reader``, by default the micrograph reader alone; a
+        :class:`~rformer_monai.transforms.io.Micrograph` already in memory is taken as it is."""
+        in_memory = {key: data[key] for key in self.key_iterator(data) if isinstance(data[key], Micrograph)}
+        if not in_memory:
+            return super().__call__(data, reader=self.micrograph_reader if reader is None else reader)
+        d = dict(data)
+        for key, micrograph in in_memory.items():
+            array, meta = self.micrograph_reader.get_data(micrograph)
+            meta.setdefault("filename_or_obj", meta.get("name", "array"))
+            image = MetaTensor.ensure_torch_and_prune_meta(np.asarray(array, dtype=self._loader.dtype), meta)
+            d[key] = EnsureChannelFirst()(image)
+        files = {key: value for key, value in d.items() if key not in in_memory}
+        loaded = super().__call__(files, reader=self.micrograph_reader if reader is None else reader) if any(
+            key in files for key in self.keys) else files
+        return {**d, **{key: loaded[key] for key in loaded}}
 
 
 class CropDataBard(MapTransform, InvertibleTransform):
@@ -82,6 +97,8 @@ class CropDataBard(MapTransform, InvertibleTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         rows = self.cropper.rows_to_crop(d[self.source_key])
+        # at least the rows a mask cropped above the data bar leaves out (FitMaskToImaged padded them)
+        rows = max([rows, *(_unannotated_rows(d[key]) for key in self.key_iterator(d))])
         for key in self.key_iterator(d):
             d[key] = self.cropper(d[key], rows=rows)
         return d
@@ -212,19 +229,20 @@ class SplitSeparationd(MapTransform):
         return d
 
 
-def _file_name(value: torch.Tensor, fallback: Hashable) -> str:
-    if isinstance(value, MetaTensor) and "filename_or_obj" in value.meta:
-        return str(value.meta["filename_or_obj"])
-    return str(fallback)
+def _unannotated_rows(value: torch.Tensor) -> int:
+    return int(value.meta.get(UNANNOTATED_ROWS_KEY, 0)) if isinstance(value, MetaTensor) else 0
 
 
-class CheckSameShaped(MapTransform):
-    """Check that every key has the spatial shape of ``reference_key``; the error (``MaskShapeError``) names
-    both files and shapes.
+class FitMaskToImaged(MapTransform):
+    """Give masks cropped to the rows above the data bar their image's height: their missing bottom rows are
+    padded with background and recorded in ``meta["unannotated_bottom_rows"]``, so that :class:`CropDataBard`
+    crops at least those rows from image and mask alike. A mask of any other shape than its image's (or its
+    image's width and at most a data bar fewer rows, see :func:`unannotated_bottom_rows`) raises
+    ``MaskShapeError`` naming both files.
 
     Args:
-        keys: keys to check (masks).
-        reference_key: key of the micrograph they must match.
+        keys: keys of the masks.
+        reference_key: key of the micrograph they belong to.
     """
 
     def __init__(self, keys: KeysCollection, reference_key: str = "image", allow_missing_keys: bool = False) -> None:
@@ -235,11 +253,25 @@ class CheckSameShaped(MapTransform):
         d = dict(data)
         reference = d[self.reference_key]
         for key in self.key_iterator(d):
-            if tuple(d[key].shape[1:]) != tuple(reference.shape[1:]):
+            mask = d[key]
+            rows = unannotated_bottom_rows(reference.shape[1:], mask.shape[1:])
+            if rows is None:
                 raise MaskShapeError(
-                    _file_name(d[key], key),
-                    f"has shape {tuple(d[key].shape[1:])} but its image {_file_name(reference, self.reference_key)} "
-                    f"has shape {tuple(reference.shape[1:])}: a mask must have its image's height and width",
+                    _file_name(mask, key),
+                    f"has shape {tuple(mask.shape[1:])} but its image {_file_name(reference, self.reference_key)} "
+                    f"has shape {tuple(reference.shape[1:])}: a mask must have its image's height and width "
+                    "(or its width and the rows above the data bar)",
                 )
+            if rows:
+                padded = torch.nn.functional.pad(torch.as_tensor(mask), (0, 0, 0, rows))
+                meta = dict(mask.meta) if isinstance(mask, MetaTensor) else {}
+                d[key] = MetaTensor(padded, meta={**meta, UNANNOTATED_ROWS_KEY: rows})
         return d
+
+
+def _file_name(value: torch.Tensor, fallback: Hashable) -> str:
+    if isinstance(value, MetaTensor) and "filename_or_obj" in value.meta:
+        return str(value.meta["filename_or_obj"])
+    return str(fallback)
+
 

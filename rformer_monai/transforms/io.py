@@ -5,7 +5,7 @@ channel-first ``MetaTensor`` whose ``meta`` holds:
 
 - ``pixel_size_nm``: the pixel size in nanometres, ``NaN`` where none is known (``NaN`` rather than
   ``None`` so that batches of images still collate; use :func:`pixel_size_from_meta` to read it),
-- ``pixel_size_source``: where it came from (``"argument"``, ``"zeiss"``, ``"fei"``, ``"imagej"``,
+- ``pixel_size_source``: where it came from (``"given"``, ``"zeiss"``, ``"fei"``, ``"imagej"``,
   ``"tiff_resolution"`` or ``"unknown"``),
 - ``source_dtype`` and ``source_max``: the stored dtype and its full-scale value (masks are
   binarised at half of it),
@@ -14,10 +14,11 @@ channel-first ``MetaTensor`` whose ``meta`` holds:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,10 @@ NM_PER_CENTIMETRE = 1e7
 # ITU-R BT.601 luma weights, the usual RGB -> grey conversion
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 UNKNOWN_PIXEL_SIZE = float("nan")
+MAX_IMAGE_PIXELS = 2**31
+"""The most pixels a micrograph read whole may have (8 GiB as float32; a 20000 x 20000 montage has 4e8): a file
+whose header claims more is refused before its pixels are decoded (a decompression bomb, or a damaged header).
+Larger micrographs go through the block-streaming ``python -m rformer_monai.inference``."""
 # Pillow colour modes that numpy would see as 3 or 4 channels of something other than RGB(A)
 PIL_COLOUR_MODES = ("CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa")
 
@@ -178,6 +183,23 @@ def _check_values(array: np.ndarray, path: str | os.PathLike) -> None:
         logger.warning("%s: every pixel has the value %s (a blank, constant image)", path, array.flat[0])
 
 
+def check_pixel_count(path: str | os.PathLike, shape: Sequence[int], max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    """Refuse an image whose header claims more than ``max_pixels`` pixels, before anything is decoded.
+
+    Raises:
+        MicrographReadError: naming the file, the size its header claims and the limit.
+    """
+    pixels = math.prod(int(extent) for extent in shape)
+    if pixels > max_pixels:
+        size = " x ".join(str(int(extent)) for extent in shape)
+        raise MicrographReadError(
+            path,
+            f"its header claims {size} = {pixels} pixels, more than the limit of {max_pixels} "
+            "(a decompression bomb or a damaged header?): refused without reading it. Segment larger "
+            "micrographs with python -m rformer_monai.inference",
+        )
+
+
 def _source_max(dtype: np.dtype) -> float:
     if dtype == np.bool_:
         return 1.0
@@ -186,7 +208,7 @@ def _source_max(dtype: np.dtype) -> float:
     return 1.0  # floating-point images are taken to be scaled to [0, 1]
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+def _read_tiff(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np.ndarray, dict[str, Any]]:
     import tifffile
 
     try:
@@ -196,6 +218,7 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
                     path, f"is a multi-page TIFF ({len(tif.pages)} pages): only single-page 2-D micrographs are supported"
                 )
             page = tif.pages.first
+            check_pixel_count(path, (page.imagelength, page.imagewidth), max_pixels)
             array = page.asarray()
             if page.photometric == tifffile.PHOTOMETRIC.RGB and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
                 array = np.moveaxis(array, 0, -1)  # RGB stored as separate planes: (3, H, W) -> (H, W, 3)
@@ -219,11 +242,12 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     return array, meta
 
 
-def _read_with_pil(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+def _read_with_pil(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np.ndarray, dict[str, Any]]:
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with _pil_pixel_limit(None), Image.open(path) as image:  # Pillow's own limit (89e6) refuses montages
+            check_pixel_count(path, image.size[::-1], max_pixels)
             frames = getattr(image, "n_frames", 1)
             if frames > 1:
                 raise MicrographReadError(path, f"holds {frames} frames: only single 2-D micrographs are supported")
@@ -242,20 +266,28 @@ def _read_with_pil(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     return array, {"colour_conversion": conversion}
 
 
-def read_micrograph(path: str | os.PathLike, pixel_size_nm: float | None = None) -> Micrograph:
-    """Read one micrograph or mask as a 2-D grey array with its metadata.
+@contextlib.contextmanager
+def _pil_pixel_limit(limit: int | None) -> Iterator[None]:
+    """Pillow's decompression-bomb limit set to ``limit`` (``None``: off) while the block runs; ours applies."""
+    from PIL import Image
 
-    Args:
-        path: a TIFF (8/16/32-bit, float, palette, RGB/RGBA), PNG, JPEG or BMP file.
-        pixel_size_nm: overrides the pixel size found in the file's metadata.
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
-    Returns:
-        The 2-D array in its stored dtype and a meta dict (see the module docstring).
+
+def check_micrograph_file(path: str | os.PathLike) -> Path:
+    """``path`` as a ``Path`` when it is a non-empty, readable file.
 
     Raises:
-        MicrographReadError: the file is missing, empty, truncated, not an image, or not a single 2-D image.
+        MicrographReadError: a folder, a missing (or a broken symbolic link), empty or unreadable file.
     """
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise MicrographReadError(path, f"is a broken symbolic link: its target {os.readlink(path)} does not exist")
     if path.is_dir():
         raise MicrographReadError(path, "is a folder, not an image file")
     if not path.is_file():
@@ -264,11 +296,32 @@ def read_micrograph(path: str | os.PathLike, pixel_size_nm: float | None = None)
         raise MicrographReadError(path, "file is empty (0 bytes)")
     if not os.access(path, os.R_OK):
         raise MicrographReadError(path, "file is not readable (check its permissions)")
+    return path
+
+
+def read_micrograph(
+    path: str | os.PathLike, pixel_size_nm: float | None = None, max_pixels: int = MAX_IMAGE_PIXELS
+) -> Micrograph:
+    """Read one micrograph or mask as a 2-D grey array with its metadata.
+
+    Args:
+        path: a TIFF (8/16/32-bit, float, palette, RGB/RGBA), PNG, JPEG or BMP file.
+        pixel_size_nm: overrides the pixel size found in the file's metadata.
+        max_pixels: files whose header claims more pixels are refused before they are decoded.
+
+    Returns:
+        The 2-D array in its stored dtype and a meta dict (see the module docstring).
+
+    Raises:
+        MicrographReadError: the file is missing (or a broken symbolic link), empty, truncated, not an image,
+            not a single 2-D image, or larger than ``max_pixels``.
+    """
+    path = check_micrograph_file(path)
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
-        array, meta = _read_tiff(path)
+        array, meta = _read_tiff(path, max_pixels)
     elif suffix in PIL_SUFFIXES:
-        array, meta = _read_with_pil(path)
+        array, meta = _read_with_pil(path, max_pixels)
     else:
         raise MicrographReadError(path, f"unsupported file type {suffix!r}: expected one of {MICROGRAPH_SUFFIXES}")
     array, grey_conversion = _to_grey(_drop_singleton_axes(array), path)
@@ -282,7 +335,7 @@ def read_micrograph(path: str | os.PathLike, pixel_size_nm: float | None = None)
     if pixel_size_nm is not None:
         if not (math.isfinite(pixel_size_nm) and pixel_size_nm > 0):
             raise ValueError(f"pixel_size_nm must be positive, got {pixel_size_nm}.")
-        meta["pixel_size_nm"], meta["pixel_size_source"] = float(pixel_size_nm), "argument"
+        meta["pixel_size_nm"], meta["pixel_size_source"] = float(pixel_size_nm), "given"
     meta.setdefault("pixel_size_nm", UNKNOWN_PIXEL_SIZE)
     meta.setdefault("pixel_size_source", "unknown")
     meta["source_dtype"] = str(array.dtype)

@@ -24,10 +24,12 @@ from monai.transforms import (
     SpatialPadd,
 )
 
+from rformer_monai.transforms.background import FlattenBackgroundd
+from rformer_monai.transforms.contrast import DEFAULT_CONTRAST, ParticleContrastd
 from rformer_monai.transforms.dictionary import (
     BinarizeMaskd,
-    CheckSameShaped,
     CropDataBard,
+    FitMaskToImaged,
     LabelParticlesd,
     LineWeightAndRelativeBorderd,
     LoadMicrographd,
@@ -77,16 +79,27 @@ def intensity_transform(mode: str, keys: Sequence[str] = (IMAGE_KEY,)) -> MapTra
 
 
 def load_transforms(
-    with_label: bool = True, intensity: str = DEFAULT_INTENSITY, crop_bottom: int | None = None, pixel_size_nm: float | None = None
+    with_label: bool = True,
+    intensity: str = DEFAULT_INTENSITY,
+    crop_bottom: int | None = None,
+    pixel_size_nm: float | None = None,
+    contrast: str = DEFAULT_CONTRAST,
+    flatten_background: bool = False,
 ) -> list[MapTransform]:
-    """Deterministic loading: read, check mask geometry, crop the data bar, binarise the mask, normalise."""
+    """Deterministic loading: read, check mask geometry, crop the data bar, binarise the mask, turn dark
+    particles bright (``contrast``, see :class:`~rformer_monai.transforms.contrast.ParticleContrastd`),
+    subtract a smooth background (``flatten_background``, :class:`~rformer_monai.transforms.background.
+    FlattenBackgroundd`), normalise."""
     keys = [IMAGE_KEY, LABEL_KEY] if with_label else [IMAGE_KEY]
     transforms: list[MapTransform] = [LoadMicrographd(keys=keys, pixel_size_nm=pixel_size_nm)]
     if with_label:
-        transforms.append(CheckSameShaped(keys=LABEL_KEY, reference_key=IMAGE_KEY))
+        transforms.append(FitMaskToImaged(keys=LABEL_KEY, reference_key=IMAGE_KEY))
     transforms.append(CropDataBard(keys=keys, source_key=IMAGE_KEY, crop_bottom=crop_bottom))
     if with_label:
         transforms.append(BinarizeMaskd(keys=LABEL_KEY))
+    transforms.append(ParticleContrastd(keys=IMAGE_KEY, contrast=contrast))
+    if flatten_background:
+        transforms.append(FlattenBackgroundd(keys=IMAGE_KEY))
     transforms.append(intensity_transform(intensity))
     return transforms
 
@@ -133,6 +146,8 @@ def train_transforms(
     separation_px: float | None = None,
     balance_area_px: float = 0.0,
     line_weight: float | None = None,
+    contrast: str = DEFAULT_CONTRAST,
+    flatten_background: bool = False,
 ) -> Compose:
     """The paper's training pipeline: crops sampling particles and background, flips, 90-degree rotations,
     brightness, contrast and zoom.
@@ -156,6 +171,10 @@ def train_transforms(
             (:class:`~rformer_monai.transforms.SeparationWeight`); 0 is off.
         line_weight: with loss weights, their peak above 1 on a line between touching particles; None for
             the default (:data:`~rformer_monai.transforms.array.DEFAULT_LINE_WEIGHT`).
+        contrast: the particles' polarity in the training images, ``"bright"``, ``"dark"`` or ``"auto"`` (per
+            image); dark particles are inverted, so the network learns (and fine-tunes) on bright particles
+            only, the input inference gives it whatever the micrograph.
+        flatten_background: subtract a smooth background before the normalisation (must match inference).
     """
     if not 0.0 <= foreground_fraction <= 1.0:
         raise ValueError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}.")
@@ -166,7 +185,13 @@ def train_transforms(
     elif separation_target is not None:
         targets = [separation_transform(separation_target, separation_px, balance_area_px, line_weight)]
     return Compose(
-        load_transforms(with_label=True, intensity=intensity, crop_bottom=crop_bottom)
+        load_transforms(
+            with_label=True,
+            intensity=intensity,
+            crop_bottom=crop_bottom,
+            contrast=contrast,
+            flatten_background=flatten_background,
+        )
         + [
             # the spatial augmentations move numbered particles, not a mask: a zoom out skips rows and columns,
             # and with them the one-pixel lines between touching particles, which SeparateParticlesd redraws
@@ -204,15 +229,40 @@ def train_transforms(
     )
 
 
-def validation_transforms(intensity: str = DEFAULT_INTENSITY, crop_bottom: int | None = None) -> Compose:
+def validation_transforms(
+    intensity: str = DEFAULT_INTENSITY,
+    crop_bottom: int | None = None,
+    contrast: str = DEFAULT_CONTRAST,
+    flatten_background: bool = False,
+) -> Compose:
     """Whole images and masks, data bar cropped, for sliding-window validation and evaluation."""
-    return Compose(load_transforms(with_label=True, intensity=intensity, crop_bottom=crop_bottom))
+    return Compose(
+        load_transforms(
+            with_label=True,
+            intensity=intensity,
+            crop_bottom=crop_bottom,
+            contrast=contrast,
+            flatten_background=flatten_background,
+        )
+    )
 
 
 def inference_transforms(
-    intensity: str = DEFAULT_INTENSITY, crop_bottom: int | None = None, pixel_size_nm: float | None = None
+    intensity: str = DEFAULT_INTENSITY,
+    crop_bottom: int | None = None,
+    pixel_size_nm: float | None = None,
+    contrast: str = DEFAULT_CONTRAST,
+    flatten_background: bool = False,
 ) -> Compose:
-    """Whole images without masks, data bar cropped (invertible: outputs are padded back to full size)."""
+    """Whole images without masks, data bar cropped (invertible: outputs are padded back to full size), dark
+    particles turned bright (``contrast``: ``"bright"``, ``"dark"`` or ``"auto"`` per image)."""
     return Compose(
-        load_transforms(with_label=False, intensity=intensity, crop_bottom=crop_bottom, pixel_size_nm=pixel_size_nm)
+        load_transforms(
+            with_label=False,
+            intensity=intensity,
+            crop_bottom=crop_bottom,
+            pixel_size_nm=pixel_size_nm,
+            contrast=contrast,
+            flatten_background=flatten_background,
+        )
     )

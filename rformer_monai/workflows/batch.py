@@ -32,6 +32,7 @@ from rformer_monai.files import (
     partial_writes,
     write_atomic,
 )
+from rformer_monai.folders import claim_output_folder, require_writable_folder
 from rformer_monai.workflows.errors import (
     FailedInputsError,
     describe_error,
@@ -74,12 +75,14 @@ def pending_items(
     suffixes: Sequence[str],
     overwrite: bool | str = False,
     source_key: str = SOURCE_KEY,
+    claim: bool = True,
 ) -> list[dict]:
     """The inputs that still need inference: those missing any of their outputs, or all with ``overwrite``.
 
     Outputs are written atomically, so an output file that exists is complete. Files in ``output_dir`` that
     look like outputs (a name ending in one of ``suffixes``) are outputs of an earlier run, not inputs,
-    and are left out. Temporary files that a killed run left for the pending outputs are removed.
+    and are left out. Temporary files that a killed run left for the pending outputs are removed, after
+    :func:`~rformer_monai.workflows.claim_output_folder` has locked the folder: no other run can be writing them.
 
     Args:
         datalist: ``[{"image": path}, ...]``.
@@ -87,11 +90,15 @@ def pending_items(
         suffixes: the output files of every input (see :func:`output_suffixes`).
         overwrite: redo inputs whose outputs exist.
         source_key: the key of the input path in each item.
+        claim: lock the folder and remove the leftovers; False (the other ranks of a ``torchrun`` batch, whose
+            rank 0 claims the folder) only checks that it is writable.
 
     Raises:
         DatasetLayoutError: two inputs would write the same output file (same name in two folders).
+        OutputFolderError: the folder cannot be written, or another run is writing into it.
     """
-    output_dir = Path(output_dir)
+    # no other run writes there while its leftovers are removed
+    output_dir = claim_output_folder(output_dir) if claim else require_writable_folder(output_dir)
     overwrite = as_bool(overwrite, "overwrite")
     if not suffixes:
         raise ValueError("suffixes must name at least one output file, got none.")
@@ -113,7 +120,7 @@ def pending_items(
         outputs = expected_outputs(item[source_key], output_dir, suffixes)
         if overwrite or not all(path.is_file() for path in outputs):
             pending.append(item)
-            for path in outputs:
+            for path in outputs if claim else ():
                 for leftover in partial_writes(path):
                     leftover.unlink(missing_ok=True)
     done = len(inputs) - len(pending)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -38,15 +38,27 @@ class ResumeFromCheckpoint:
         load_dict: the objects to restore besides the trainer, e.g. ``{"model": network, "optimizer": optimizer}``;
             the engine this handler is attached to is restored as ``"trainer"``.
         map_location: where to load tensors.
+        optional_keys: keys of ``load_dict`` that a checkpoint may lack (those of older versions, e.g. the best
+            score of :class:`BestModelSaver`): they are left as they are, with a warning.
 
     Raises:
         CheckpointError: when constructed, if the checkpoint is missing, unreadable, not a training checkpoint
             (e.g. a bare ``model.pt``) or made for another network.
     """
 
-    def __init__(self, checkpoint: str | None, load_dict: dict, map_location: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        checkpoint: str | None,
+        load_dict: dict,
+        map_location: str | torch.device = "cpu",
+        optional_keys: Sequence[str] = (),
+    ) -> None:
         if checkpoint:  # fail early, naming the file
             saved = read_checkpoint(checkpoint, map_location)
+            for key in optional_keys:
+                if key in load_dict and key not in saved:
+                    logger.warning("%s: holds no %r (written by an older version); starting it afresh", checkpoint, key)
+                    load_dict = {name: value for name, value in load_dict.items() if name != key}
             absent = [key for key in (*load_dict, TRAINER_KEY) if key not in saved]
             if absent:
                 raise CheckpointError(
@@ -103,6 +115,8 @@ class AtomicCheckpointWriter(BaseSaveHandler):
 
 
 BEST_MODEL_FILENAME = "model.pt"
+SAVED_KEY = "_saved"  # ignite's Checkpoint state: [(score, filename)] of the files it keeps
+BEST_EPOCH_KEY = "best_metric_epoch"  # the epoch of the best score, as MONAI's evaluator records it
 
 
 class BestModelSaver:
@@ -127,6 +141,38 @@ class BestModelSaver:
         self.save_dict = save_dict
         self.filename = filename
         self.key_metric_name = key_metric_name
+        self._best = Checkpoint(
+            self.save_dict,
+            AtomicCheckpointWriter(self.save_dir),
+            filename_pattern=self.filename,
+            score_function=self._score,
+            n_saved=1,
+        )
+        self._evaluator: Engine | None = None
+
+    @property
+    def best_score(self) -> float | None:
+        """The key metric of the saved best model; ``None`` before the first validation."""
+        saved = self._best.state_dict()[SAVED_KEY]
+        return float(saved[0][0]) if saved else None
+
+    def state_dict(self) -> dict:
+        """The best score so far and its file, for :class:`TrainingCheckpointSaver` to keep in the training
+        checkpoint: a resumed run replaces the best model only with a better one."""
+        saved = [(float(priority), str(name)) for priority, name in self._best.state_dict()[SAVED_KEY]]
+        epoch = getattr(getattr(self._evaluator, "state", None), "best_metric_epoch", -1)
+        return {SAVED_KEY: saved, BEST_EPOCH_KEY: int(epoch)}
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        """Continue from the best score of a training checkpoint (see :meth:`state_dict`)."""
+        self._best.load_state_dict({SAVED_KEY: [tuple(item) for item in state_dict[SAVED_KEY]]})
+        if self.best_score is None:
+            return
+        epoch = int(state_dict.get(BEST_EPOCH_KEY, -1))
+        state = getattr(self._evaluator, "state", None)
+        if state is not None:  # MONAI's own best-metric record (the epoch log's "best"), as the model file's
+            state.best_metric, state.best_metric_epoch = self.best_score, epoch
+        logger.info("best score so far %.4f (epoch %d), from the checkpoint", self.best_score, epoch)
 
     def _score(self, evaluator: Engine) -> float:
         name = self.key_metric_name or getattr(evaluator.state, "key_metric_name", None)
@@ -136,14 +182,8 @@ class BestModelSaver:
 
     def attach(self, engine: Engine) -> None:
         """Save after every evaluation (epoch of ``engine``) whose key metric beats the best so far."""
-        best = Checkpoint(
-            self.save_dict,
-            AtomicCheckpointWriter(self.save_dir),
-            filename_pattern=self.filename,
-            score_function=self._score,
-            n_saved=1,
-        )
-        engine.add_event_handler(Events.EPOCH_COMPLETED, best)
+        self._evaluator = engine
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._best)
 
 
 INTERVAL_SCORE_NAME = "epoch"

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from rformer_monai.data.discovery import DatasetLayoutError
+from rformer_monai.data.discovery import DatasetLayoutError, DatasetProblemsError
+from rformer_monai.folders import OutputFolderError
 from rformer_monai.networks.weights import CheckpointError
 from rformer_monai.transforms.io import MicrographReadError
 
@@ -42,6 +43,7 @@ class FailedInputsError(ValueError):
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     MicrographReadError,
+    OutputFolderError,
     DatasetLayoutError,
     CheckpointError,
     SettingsError,
@@ -126,6 +128,8 @@ class ErrorReporter:
         message = one_line(str(user_error))
         if len(message) > MAX_MESSAGE_CHARACTERS:
             message = message[:MAX_MESSAGE_CHARACTERS].rstrip() + " [...]"
+        if isinstance(user_error, DatasetProblemsError):  # a line per problem, each naming its file
+            message = "\n".join([user_error.header, *(f"  {problem}" for problem in user_error.problems)])
         pointer = f" (traceback in {self.log_path})" if logged and not isinstance(user_error, _SELF_EXPLAINING) else ""
         sys.stderr.write(f"{ERROR_PREFIX}{message}{pointer}\n")
         sys.stderr.flush()

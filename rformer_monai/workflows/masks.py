@@ -15,11 +15,13 @@ from monai.transforms import MapTransform
 
 from rformer_monai.files import MASK_FOREGROUND, MASK_SUFFIX, PROBABILITY_SUFFIX, output_stem, write_tiff_atomic
 from rformer_monai.metrics.segmentation import DEFAULT_THRESHOLD
+from rformer_monai.transforms.io import pixel_size_from_meta
 from rformer_monai.workflows.settings import as_bool
 
 
 class SaveMaskd(MapTransform):
-    """Save the particle probability under ``keys`` (1, H, W) as ``OUT/<stem>_mask.tif`` (uint8 0/255).
+    """Save the particle probability under ``keys`` (1, H, W) as ``OUT/<stem>_mask.tif`` (uint8 0/255), calibrated
+    in nm for ImageJ where the meta holds the pixel size.
 
     Args:
         keys: keys of the probability maps (after ``Invertd``, at the input's full size).
@@ -57,8 +59,11 @@ class SaveMaskd(MapTransform):
         for key in self.key_iterator(d):
             probability = d[key].detach().cpu().float().numpy()[0]
             stem = output_stem(self._source_name(d, key))
+            meta = d[key].meta if isinstance(d[key], MetaTensor) else {}
+            pixel_size_nm = pixel_size_from_meta(meta)  # ImageJ calibration in nm, where known
             mask = np.where(probability > self.threshold, MASK_FOREGROUND, 0).astype(np.uint8)
-            write_tiff_atomic(self.output_dir / f"{stem}{MASK_SUFFIX}", mask)
+            write_tiff_atomic(self.output_dir / f"{stem}{MASK_SUFFIX}", mask, pixel_size_nm)
             if self.save_probability:
-                write_tiff_atomic(self.output_dir / f"{stem}{PROBABILITY_SUFFIX}", probability.astype(np.float32))
+                probability = probability.astype(np.float32)
+                write_tiff_atomic(self.output_dir / f"{stem}{PROBABILITY_SUFFIX}", probability, pixel_size_nm)
         return d

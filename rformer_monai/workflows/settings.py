@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from rformer_monai.transforms.contrast import CONTRAST_MODES
 from rformer_monai.transforms.pipelines import INTENSITY_MODES
 from rformer_monai.workflows.errors import SettingsError
 from rformer_monai.workflows.schedules import LR_SCHEDULES
@@ -62,6 +63,10 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "images_per_batch": ("a positive integer", lambda v: _is_int(v) and v > 0),
     "sw_batch_size": ("a positive integer", lambda v: _is_int(v) and v > 0),
     "num_workers": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "block_size": ("a positive integer (pixels)", lambda v: _is_int(v) and v > 0),
+    "particle_block_size": ("a positive integer (pixels)", lambda v: _is_int(v) and v > 0),
+    "particle_halo_px": ("an integer >= 0 (pixels)", lambda v: _is_int(v) and v >= 0),
+    "max_particle_halo_px": ("an integer >= 0 (pixels)", lambda v: _is_int(v) and v >= 0),
     "seed": SEED_RULE,
     "split_seed": SEED_RULE,
     "fold": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
@@ -79,6 +84,11 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "crop_bottom": ("None (detect the data bar) or an integer >= 0", lambda v: v is None or (_is_int(v) and v >= 0)),
     "roi_size": ("a list of two positive integers such as [256, 256]", _is_roi),
     "intensity": (f"one of {INTENSITY_MODES}", lambda v: v in INTENSITY_MODES),
+    "contrast": (f"one of {CONTRAST_MODES}", lambda v: v in CONTRAST_MODES),
+    "flatten_background": (
+        "True or False (capitalised on the command line)",
+        lambda v: isinstance(v, (bool, np.bool_)),
+    ),
     "sw_mode": (f"one of {SW_MODES}", lambda v: v in SW_MODES),
     "amp": ("True or False (capitalised on the command line)", lambda v: isinstance(v, (bool, np.bool_))),
     "save_probability": ("true or false", _is_flag),
@@ -87,6 +97,8 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "dataset_dir": ("a folder or file path, or None", lambda v: v is None or isinstance(v, str)),
     "output_dir": ("a folder path", lambda v: isinstance(v, str) and v != ""),
     "ckpt_path": ("a file path", lambda v: isinstance(v, str) and v != ""),
+    "ckpt_dir": ("a folder path", lambda v: isinstance(v, str) and v != ""),
+    "pretrained": ("None (train from scratch) or a model file path", lambda v: v is None or (isinstance(v, str) and v != "")),
     "resume_from": ("None or a checkpoint file path", lambda v: v is None or (isinstance(v, str) and v != "")),
 }
 

@@ -40,13 +40,15 @@ def test_training_writes_best_model_and_resumable_checkpoint(tmp_path):
     workflow = _workflow([CONFIGS / "train.json"], "train", max_epochs=2, num_folds=2, crops_per_image=2, **override)
     workflow.run()
     workflow.finalize()
-    best = tmp_path / "bundle" / "models" / "model.pt"
+    (run,) = (tmp_path / "bundle" / "runs").iterdir()  # a new run folder, named after the time it started
+    best = run / "model.pt"
     assert best.is_file()
+    assert not (tmp_path / "bundle" / "models").exists()
     state = torch.load(best, weights_only=True)
     assert "encoder.stem.0.weight" in state or any(key.startswith("encoder.") for key in state)
-    final = tmp_path / "bundle" / "runs" / "checkpoints" / "checkpoint_final.pt"
+    final = run / "checkpoints" / "checkpoint_final.pt"
     checkpoint = torch.load(final, weights_only=True)
-    assert set(checkpoint) == {"model", "optimizer", "lr_scheduler", "trainer"}
+    assert set(checkpoint) == {"model", "optimizer", "lr_scheduler", "best_model", "trainer"}
     assert checkpoint["trainer"]["iteration"] == 2 * checkpoint["trainer"]["epoch_length"]
 
     # resuming is one override: the trainer continues from the saved epoch
@@ -54,6 +56,7 @@ def test_training_writes_best_model_and_resumable_checkpoint(tmp_path):
         [CONFIGS / "train.json"], "train", max_epochs=3, num_folds=2, crops_per_image=2, resume_from=str(final), **override
     )
     resumed.run()
+    assert [path.name for path in (tmp_path / "bundle" / "runs").iterdir()] == [run.name]  # continued in its folder
     trainer = resumed.parser.get_parsed_content("train#trainer")
     assert trainer.state.epoch == 3
     assert trainer.state.iteration == 3 * len(resumed.parser.get_parsed_content("train#dataloader"))
@@ -178,7 +181,7 @@ def test_inference_writes_full_size_masks_for_any_size(tmp_path):
         for suffix in ("_particles.csv", "_overlay.png", "_psd.png"):
             assert (tmp_path / "out" / f"{name}{suffix}").is_file()
     summary = (tmp_path / "out" / "summary.csv").read_text().splitlines()
-    assert summary[0].startswith("stem,particle_count")
+    assert summary[0].startswith("stem,unit,pixel_size_nm,pixel_size_source,particle_count")
     assert {line.split(",")[0] for line in summary[1:]} == {*sizes, "pooled"}
 
 
@@ -187,7 +190,8 @@ def _train_one_epoch(tmp_path: Path, *extra_configs: Path) -> tuple[Path, dict, 
     train.json; return the bundle folder, the overrides used and the finished workflow."""
     dataset = write_labelled_dataset(tmp_path / "data")
     bundle = tmp_path / "bundle"
-    override = {**TINY_NETWORK, **TINY_RUN, "bundle_root": str(bundle), "dataset_dir": str(dataset)}
+    # the run's weights written where evaluate.json and inference.json look by default
+    override = {**TINY_NETWORK, **TINY_RUN, "bundle_root": str(bundle), "dataset_dir": str(dataset), "ckpt_dir": str(bundle / "models")}
     train = _workflow([CONFIGS / "train.json", *extra_configs], "train", max_epochs=1, num_folds=2, crops_per_image=2, **override)
     train.run()
     train.finalize()
@@ -324,7 +328,7 @@ def test_verify_net_in_out_passes_on_network_def():
 
 
 def test_split_seed_keeps_the_folds_when_the_weights_are_reseeded(tmp_path):
-    dataset = write_labelled_dataset(tmp_path / "data", count=10, size=(32, 32))
+    dataset = write_labelled_dataset(tmp_path / "data", count=10, size=(48, 48))  # no image without particles
 
     def validation_images(**override) -> list[str]:
         parser = ConfigParser()

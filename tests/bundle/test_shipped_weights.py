@@ -12,9 +12,9 @@ import torch
 from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
 
+from rformer_monai.files import sha256_of
 from rformer_monai.metrics import binary_confusion, scores_from_confusion
 from rformer_monai.networks import load_weights
-from rformer_monai.sharing import sha256_of
 from rformer_monai.transforms import validation_transforms
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "residualformer_sem"

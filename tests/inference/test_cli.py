@@ -16,6 +16,7 @@ from tiny_bundle_network import BUNDLE, TINY_NETWORK
 
 from rformer_monai.inference import (
     DihedralTTA,
+    analyse_micrograph,
     load_bundle_inference,
     segment_large_micrograph,
 )
@@ -37,7 +38,11 @@ def test_segments_a_folder_like_the_python_function(tmp_path, checkpoint, write_
     output = tmp_path / "masks"
     arguments = [str(tmp_path / "inputs"), str(output), "--bundle_root", str(BUNDLE), "--ckpt_path", str(checkpoint)]
     assert main([*arguments, "--device", "cpu", "--block_size", "64", "--override", *TINY_OVERRIDES]) == 0
-    assert sorted(path.name for path in output.iterdir()) == ["a_mask.tif", "b_mask.tif"]
+    outputs = sorted(path.name for path in output.iterdir())
+    for stem in ("a", "b"):  # the bundle's whole contract, as monai.bundle run writes it
+        for suffix in ("_mask.tif", "_labels.tif", "_particles.csv", "_overlay.png", "_psd.png"):
+            assert f"{stem}{suffix}" in outputs
+    assert "summary.csv" in outputs
 
     override = {
         "ckpt_path": str(checkpoint),
@@ -57,13 +62,13 @@ def test_segments_a_folder_like_the_python_function(tmp_path, checkpoint, write_
 def test_tta_flag(tmp_path, checkpoint, write_micrograph, monkeypatch):
     write_micrograph("a.tif", particles_image((100, 90)))
     seen = []
-    real = segment_large_micrograph
+    real = analyse_micrograph
 
     def spy(path, output_dir, network, *args, **kwargs):
         seen.append(network)
         return real(path, output_dir, network, *args, **kwargs)
 
-    monkeypatch.setattr("rformer_monai.inference.__main__.segment_large_micrograph", spy)
+    monkeypatch.setattr("rformer_monai.inference.streaming.analyse_micrograph", spy)
     arguments = [str(tmp_path / "inputs"), str(tmp_path / "masks"), "--bundle_root", str(BUNDLE)]
     options = ["--ckpt_path", str(checkpoint), "--device", "cpu", "--tta", "flips", "--override", *TINY_OVERRIDES]
     assert main([*arguments, *options]) == 0
@@ -75,7 +80,9 @@ def test_a_bad_input_does_not_stop_the_others(tmp_path, checkpoint, write_microg
     (tmp_path / "inputs" / "broken.tif").write_bytes(b"II*\x00garbage")
     arguments = [str(tmp_path / "inputs"), str(tmp_path / "masks"), "--bundle_root", str(BUNDLE)]
     assert main([*arguments, "--ckpt_path", str(checkpoint), "--device", "cpu", "--override", *TINY_OVERRIDES]) == 1
-    assert [path.name for path in (tmp_path / "masks").iterdir()] == ["good_mask.tif"]
+    outputs = {path.name for path in (tmp_path / "masks").iterdir()}
+    assert "good_mask.tif" in outputs and "failed.csv" in outputs
+    assert not any(name.startswith("broken") for name in outputs)
 
 
 def test_missing_checkpoint_is_one_line(tmp_path, write_micrograph, capsys):
@@ -83,3 +90,15 @@ def test_missing_checkpoint_is_one_line(tmp_path, write_micrograph, capsys):
     arguments = [str(tmp_path / "inputs"), str(tmp_path / "masks"), "--bundle_root", str(BUNDLE)]
     assert main([*arguments, "--ckpt_path", str(tmp_path / "none.pt"), "--device", "cpu"]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_is_a_file_is_one_line_before_the_network_loads(tmp_path, write_micrograph, capsys):
+    write_micrograph("a.tif", particles_image((80, 80)))
+    output = tmp_path / "masks.tif"
+    output.write_bytes(b"a file")
+    # no --ckpt_path and no weights in the bundle folder given: were the network loaded first, that would be the error
+    arguments = [str(tmp_path / "inputs"), str(output), "--bundle_root", str(tmp_path / "bundle")]
+    assert main([*arguments, "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {output}: output folder is a file, not a folder: pass another --output_dir"
+    )

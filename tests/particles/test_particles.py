@@ -20,7 +20,6 @@ from rformer_monai.particles import (
     label_particles,
     measure_particles,
     particle_step_maps,
-    particle_table_rows,
     separate_particles,
     separation_map,
     size_statistics,
@@ -356,15 +355,6 @@ def test_summarize_excludes_edge_particles_by_default() -> None:
         summarize_particles(columns, image_area=0.0)
     with pytest.raises(ValueError, match="ecd_nm"):
         summarize_particles({"label": np.array([1])}, image_area=1.0)
-
-
-def test_particle_table_rows_are_plain_python() -> None:
-    rows = particle_table_rows(measure_particles(disks_image((5.5, 7.5)), PIXEL_SIZE_NM))
-    assert len(rows) == 2
-    assert type(rows[0]["label"]) is int and type(rows[0]["ecd_nm"]) is float
-    assert type(rows[0]["touches_edge"]) is bool
-    with pytest.raises(ValueError, match="one length"):
-        particle_table_rows({"a": np.zeros(2), "b": np.zeros(3)})
 
 
 # ------------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import struct
 import sys
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from rformer_monai.transforms import (
     read_micrograph,
     validation_transforms,
 )
+from rformer_monai.transforms.io import MAX_IMAGE_PIXELS, check_pixel_count
 from rformer_monai.workflows import (
     FailedInputsError,
     ResumeFromCheckpoint,
@@ -63,6 +66,47 @@ def make_folder(path: Path) -> None:
     path.mkdir()
 
 
+BOMB_SIDE = 100_000
+"""Width and height a crafted header claims: 1e10 pixels, over ``MAX_IMAGE_PIXELS``."""
+
+
+def tiff_bomb(path: Path, side: int = BOMB_SIDE) -> None:
+    """A TIFF of a few hundred bytes whose header claims ``side`` x ``side`` deflate-compressed 8-bit pixels."""
+    data = zlib.compress(bytes(1000))
+    short, long = 3, 4
+    tags = [
+        (256, long, side),  # ImageWidth
+        (257, long, side),  # ImageLength
+        (258, short, 8),  # BitsPerSample
+        (259, short, 8),  # Compression: deflate
+        (262, short, 1),  # PhotometricInterpretation: min-is-black
+        (273, long, 0),  # StripOffsets, set below
+        (277, short, 1),  # SamplesPerPixel
+        (278, long, side),  # RowsPerStrip
+        (279, long, len(data)),  # StripByteCounts
+    ]
+    data_offset = 8 + 2 + 12 * len(tags) + 4
+    ifd = struct.pack("<H", len(tags))
+    for tag, kind, value in tags:
+        value = data_offset if tag == 273 else value
+        field = struct.pack("<HH", value, 0) if kind == short else struct.pack("<I", value)
+        ifd += struct.pack("<HHI", tag, kind, 1) + field
+    path.write_bytes(b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + data)
+
+
+def png_bomb(path: Path, side: int = BOMB_SIDE) -> None:
+    """A small PNG whose header (IHDR) is rewritten to claim ``side`` x ``side`` pixels."""
+    Image.fromarray(noise((8, 8))).save(path)
+    content = bytearray(path.read_bytes())
+    content[16:24] = struct.pack(">II", side, side)
+    content[29:33] = struct.pack(">I", zlib.crc32(bytes(content[12:29])))
+    path.write_bytes(bytes(content))
+
+
+def broken_link(path: Path) -> None:
+    path.symlink_to(path.with_name("moved_away.tif"))
+
+
 BAD_FILES: dict[str, tuple[str, Callable[[Path], None], str]] = {
     "empty": ("empty.tif", lambda p: p.touch(), "file is empty (0 bytes)"),
     "truncated-tiff": ("cut.tif", truncated_tiff, "is not a readable TIFF (truncated or corrupt?)"),
@@ -86,6 +130,13 @@ BAD_FILES: dict[str, tuple[str, Callable[[Path], None], str]] = {
     "complex": ("complex.tif", lambda p: tifffile.imwrite(p, np.ones((8, 8), np.complex64)), "holds complex64 values"),
     "folder": ("folder.tif", make_folder, "is a folder, not an image file"),
     "missing": ("absent.tif", lambda p: None, "no such file"),
+    "broken-symlink": ("link.tif", broken_link, "is a broken symbolic link: its target "),
+    "tiff-bomb": (
+        "bomb.tif",
+        tiff_bomb,
+        f"its header claims 100000 x 100000 = 10000000000 pixels, more than the limit of {2**31}",
+    ),
+    "png-bomb": ("bomb.png", png_bomb, "its header claims 100000 x 100000 = 10000000000 pixels, more than the limit"),
     "unsupported-type": ("image.gif", lambda p: p.write_bytes(b"GIF89a"), "unsupported file type '.gif'"),
 }
 
@@ -108,6 +159,18 @@ def test_bad_file_is_one_clear_line_naming_it(tmp_path, case):
     assert find_user_error(wrapped.value) is not None
     assert str(find_user_error(wrapped.value)) == str(error.value)
     assert describe_failure(str(path), wrapped.value) == one_line(error.value.problem)
+
+
+def test_pixel_limit_lets_large_montages_through_and_leaves_pillow_as_it_was(tmp_path):
+    check_pixel_count("montage.tif", (20_000, 20_000))  # 4e8 pixels: a legitimate stitched montage
+    with pytest.raises(MicrographReadError, match="montage.tif: its header claims 20000 x 20000 = 400000000 pixels"):
+        check_pixel_count("montage.tif", (20_000, 20_000), max_pixels=10**8)
+    assert MAX_IMAGE_PIXELS == 2**31
+    limit = Image.MAX_IMAGE_PIXELS
+    png_bomb(tmp_path / "bomb.png")
+    with pytest.raises(MicrographReadError):
+        read_micrograph(tmp_path / "bomb.png")
+    assert Image.MAX_IMAGE_PIXELS == limit
 
 
 def test_unreadable_file(tmp_path, monkeypatch):
@@ -195,7 +258,7 @@ def test_mask_of_another_size(tmp_path):
     assert isinstance(mask_error, MaskShapeError)
     assert str(mask_error) == (
         f"{files['label']}: has shape (40, 60) but its image {files['image']} has shape (40, 50): "
-        "a mask must have its image's height and width"
+        "a mask must have its image's height and width (or its width and the rows above the data bar)"
     )
 
 
@@ -419,19 +482,29 @@ def terminal_line(error: BaseException, capsys) -> str:
     return lines[0]
 
 
+class RunsCode:
+    """Pickles as a call (``os.getpid()``, harmless), as a malicious checkpoint's code would."""
+
+    def __reduce__(self):
+        return (os.getpid, ())
+
+
 @pytest.mark.parametrize(
     "content, problem",
     [
         (b"PK\x03\x04 not really a zip", "not a readable PyTorch checkpoint (corrupt or truncated?)"),
         (None, "weights do not fit ResidualFormer (missing"),
+        ("runs-code", "refused as unsafe: it holds Python objects that would run code when loaded"),
     ],
-    ids=["corrupt", "another-architecture"],
+    ids=["corrupt", "another-architecture", "runs-code"],
 )
 def test_bad_checkpoint_ends_inference_with_one_line(tmp_path, capsys, content, problem):
     checkpoint = tmp_path / "bundle" / "models" / "model.pt"
     checkpoint.parent.mkdir(parents=True)
     if content is None:
         torch.save(torch.nn.Conv2d(1, 1, 3).state_dict(), checkpoint)
+    elif content == "runs-code":
+        torch.save({"weight": RunsCode()}, checkpoint)
     else:
         checkpoint.write_bytes(content)
     error = inference_error(tmp_path)

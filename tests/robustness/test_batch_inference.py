@@ -188,6 +188,19 @@ def test_one_bad_micrograph_does_not_stop_the_others(tmp_path, tiny_weights):
     assert run_in_process(inference_overrides(tmp_path, inputs, out)) is None  # nothing left to do
 
 
+def test_broken_symbolic_link_among_the_inputs_is_listed_as_failed(tmp_path, tiny_weights):
+    inputs = write_inputs(tmp_path / "in")
+    (inputs / BAD_NAME).unlink()
+    link = inputs / "g_link.tif"
+    link.symlink_to(tmp_path / "moved" / "g.tif")
+    out = tmp_path / "out"
+    error = run_in_process(inference_overrides(tmp_path, inputs, out))
+    assert str(find_user_error(error)) == f"1 of 6 images failed, see {out / 'failed.csv'}"
+    reason = f"is a broken symbolic link: its target {tmp_path / 'moved' / 'g.tif'} does not exist"
+    assert read_failed(out) == [{"image": str(link), "reason": reason}]
+    assert len(mask_files(out)) == len(GOOD_SIZES)
+
+
 def test_inference_is_deterministic(tmp_path, tiny_weights):
     inputs = write_inputs(tmp_path / "in")
     (inputs / BAD_NAME).unlink()

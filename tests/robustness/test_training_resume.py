@@ -226,6 +226,7 @@ def training_overrides(bundle_root: Path, dataset: Path, **extra) -> dict:
         **TINY_RUN,
         "bundle_root": str(bundle_root),
         "dataset_dir": str(dataset),
+        "ckpt_dir": str(bundle_root / "run"),
         "max_epochs": MAX_EPOCHS,
         "val_interval": MAX_EPOCHS,
         "num_folds": 2,
@@ -246,7 +247,7 @@ def train_in_process(config_files: list[Path], overrides: dict) -> ConfigWorkflo
 
 
 def final_weights(bundle_root: Path) -> dict[str, torch.Tensor]:
-    return read_checkpoint(bundle_root / "runs" / "checkpoints" / "checkpoint_final.pt")["model"]
+    return read_checkpoint(bundle_root / "run" / "checkpoints" / "checkpoint_final.pt")["model"]
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +270,7 @@ def test_same_seed_same_weights(uninterrupted_run, tmp_path):
 def test_killed_training_resumes_to_the_weights_of_an_uninterrupted_run(uninterrupted_run, tmp_path):
     _, dataset, expected = uninterrupted_run
     bundle_root = tmp_path / "bundle"
-    checkpoints = bundle_root / "runs" / "checkpoints"
+    checkpoints = bundle_root / "run" / "checkpoints"
     overrides = training_overrides(bundle_root, dataset)
     # killed while it sleeps after saving the checkpoint of epoch 1
     sleep = {"_target_": "slow_handlers.SleepAfterEach", "event": "EPOCH_COMPLETED", "seconds": 5.0}

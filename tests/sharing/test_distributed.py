@@ -16,7 +16,7 @@ from monai.bundle import ConfigWorkflow
 from tiny_bundle_network import BUNDLE, TINY_NETWORK, tiny_network
 
 from rformer_monai.networks import load_weights
-from rformer_monai.sharing import (
+from rformer_monai.workflows import (
     BroadcastBuffers,
     ddp_device_ids,
     handlers_for_rank,
@@ -67,7 +67,7 @@ def test_multi_gpu_datalists_are_train_json_s_built_by_rank_zero_first():
     train = json.loads((BUNDLE / "configs" / "train.json").read_text())["datalists"]
     multi = json.loads((BUNDLE / "configs" / "multi_gpu_train.json").read_text())["datalists"]
     function, arguments = train.removeprefix("$").split("(", 1)
-    assert multi == f"$rformer_monai.sharing.main_rank_first(@rank, {function}, {arguments}"
+    assert multi == f"$rformer_monai.workflows.main_rank_first(@rank, {function}, {arguments}"
 
 
 def test_main_rank_first_just_calls_without_a_process_group():
@@ -96,6 +96,7 @@ def test_torchrun_two_cpu_processes_train_one_epoch_and_rank_zero_saves(tmp_path
         "crops_per_image": 2,
         "bundle_root": str(bundle_root),
         "dataset_dir": str(dataset),
+        "pretrained": "null",
     }
     command = [
         str(TORCHRUN), "--standalone", "--nproc_per_node=2",
@@ -109,17 +110,18 @@ def test_torchrun_two_cpu_processes_train_one_epoch_and_rank_zero_saves(tmp_path
     result = subprocess.run(command, capture_output=True, text=True, timeout=540, env=environment)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
-    # rank 0 alone saved: one best model, one training checkpoint, one history row
-    assert sorted(path.name for path in (bundle_root / "models").iterdir()) == ["model.pt"]
-    load_weights(tiny_network(BUNDLE / "configs" / "train.json"), bundle_root / "models" / "model.pt")  # a plain state dict: no DDP "module." prefix
-    checkpoints = sorted(path.name for path in (bundle_root / "runs" / "checkpoints").iterdir())
+    # one run folder, shared by the ranks; rank 0 alone saved: one best model, one training checkpoint, one history row
+    (run,) = (bundle_root / "runs").iterdir()
+    assert (run / "model.pt").is_file()
+    load_weights(tiny_network(BUNDLE / "configs" / "train.json"), run / "model.pt")  # a plain state dict: no DDP "module." prefix
+    checkpoints = sorted(path.name for path in (run / "checkpoints").iterdir())
     assert checkpoints == ["checkpoint_final.pt"] or checkpoints == ["checkpoint_epoch=1.pt", "checkpoint_final.pt"]
-    with (bundle_root / "runs" / "history.csv").open() as handle:
+    with (run / "history.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["1"]
     assert rows[0]["val_metric"] != ""
     # the two training images were shared: each rank ran one iteration per epoch
-    state = torch.load(bundle_root / "runs" / "checkpoints" / "checkpoint_final.pt", weights_only=True)
+    state = torch.load(run / "checkpoints" / "checkpoint_final.pt", weights_only=True)
     assert state["trainer"]["epoch_length"] == 1
 
     # the Dice over both validation images, one per rank, gathered: what one process finds with the saved model
@@ -130,7 +132,7 @@ def test_torchrun_two_cpu_processes_train_one_epoch_and_rank_zero_saves(tmp_path
         **{**overrides, "bundle_root": str(tmp_path / "single"), "device": "cpu"},
     )
     single.initialize()
-    load_weights(single.parser.get_parsed_content("network"), bundle_root / "models" / "model.pt")
+    load_weights(single.parser.get_parsed_content("network"), run / "model.pt")
     evaluator = single.parser.get_parsed_content("validate#evaluator")
     evaluator.run()
     assert float(rows[0]["val_metric"]) == pytest.approx(evaluator.state.metrics["val_mean_dice"], abs=1e-6)

@@ -12,6 +12,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import monai.apps.utils
 import numpy as np
 import pytest
 import tifffile
@@ -20,12 +21,13 @@ from monai.bundle import download
 from sharing_helpers import run_inference, write_micrograph
 from tiny_bundle_network import BUNDLE
 
+from rformer_monai.files import sha256_of
 from rformer_monai.sharing import (
     UnsafeArchiveError,
     fetch_bundle,
     pack_bundle,
+    package,
     safe_extract,
-    sha256_of,
 )
 from rformer_monai.sharing.__main__ import main
 
@@ -43,7 +45,7 @@ LEFT_OUT = (
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+    def log_message(self, format, *args):
         pass
 
 
@@ -209,3 +211,95 @@ def test_fetch_takes_a_file_url_as_the_documented_publishing_step_does(tiny_bund
     fetched = fetch_bundle(packed.archive.as_uri(), tmp_path / "publish", sha256=packed.sha256, progress=False)
     assert fetched == tmp_path / "publish" / NAME
     assert _files_under(fetched) == set(packed.files)
+
+
+# ------------------------------------------------------------------------------------------
+# fetch: arguments checked before the download, one line on the terminal, archives bounded
+
+
+def _no_download(*args, **kwargs):
+    raise AssertionError("the download started")
+
+
+def _error_line(capsys) -> str:
+    """The one error line on stderr (a download's progress bar may come before it), with no traceback."""
+    err = capsys.readouterr().err
+    errors = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and err.rstrip().endswith(errors[0]) and "Traceback" not in err, err
+    return errors[0]
+
+
+@pytest.mark.parametrize("digest", ["abc", "g" * 64, "0" * 63])
+def test_fetch_refuses_a_malformed_sha256_before_downloading(tmp_path, monkeypatch, capsys, digest):
+    monkeypatch.setattr(monai.apps.utils, "download_url", _no_download)
+    arguments = ["fetch", "--url", "http://127.0.0.1:1/b.zip", "--sha256", digest, "--bundle_dir", str(tmp_path)]
+    assert main(arguments) == 1
+    assert _error_line(capsys) == (
+        f"error: --sha256 must be a SHA-256 digest of 64 hex digits (as sha256sum prints it), got '{digest}'"
+    )
+
+
+def test_fetch_finds_an_existing_target_before_downloading(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(monai.apps.utils, "download_url", _no_download)
+    (tmp_path / "bundles" / NAME).mkdir(parents=True)
+    # the name from --name, or from the package's file name <name>_v<version>.zip
+    for extra, url in (([], f"http://127.0.0.1:1/{ARCHIVE}"), (["--name", NAME], "http://127.0.0.1:1/latest.zip")):
+        arguments = ["fetch", "--url", url, "--sha256", "0" * 64, "--bundle_dir", str(tmp_path / "bundles"), *extra]
+        assert main(arguments) == 1
+        assert _error_line(capsys) == (
+            f"error: {tmp_path / 'bundles' / NAME} already exists: remove it or fetch into another --bundle_dir."
+        )
+
+
+def test_fetch_errors_are_one_line(tiny_bundle, tmp_path, serve, capsys):
+    packed = pack_bundle(tiny_bundle, tmp_path / "dist")
+    (tmp_path / "dist" / "notes.zip").write_text("not a zip")
+    base = serve(tmp_path / "dist")
+    bundles = str(tmp_path / "bundles")
+    cases = {
+        f"{base}/missing.zip": "download failed (HTTP Error 404",
+        f"{base}/notes.zip": "the download is not a zip file",
+        "http://127.0.0.1:1/b.zip": "download failed (<urlopen error [Errno 111] Connection refused>)",
+    }
+    for url, problem in cases.items():
+        assert main(["fetch", "--url", url, "--bundle_dir", bundles]) == 1
+        assert _error_line(capsys).startswith(f"error: {url}: {problem}")
+    url = f"{base}/{packed.archive.name}"
+    assert main(["fetch", "--url", url, "--sha256", "0" * 64, "--bundle_dir", bundles]) == 1
+    assert "hash check of downloaded file failed" in _error_line(capsys)
+    assert main(["fetch", "--url", url, "--sha256_file", str(tmp_path / "absent.sha256"), "--bundle_dir", bundles]) == 1
+    assert "absent.sha256: checksum file cannot be read" in _error_line(capsys)
+    assert [path.name for path in (tmp_path / "bundles").iterdir()] == []
+
+
+def _zip_of_zeros(path: Path, members: int, member_bytes: int) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{NAME}/configs/metadata.json", "{}")
+        for index in range(members):
+            archive.writestr(f"{NAME}/models/part_{index}.bin", bytes(member_bytes))
+    return path
+
+
+@pytest.mark.parametrize(
+    "members, member_bytes, limits",
+    [(2, 3 << 20, {"max_bytes": 4 << 20}), (20, 10, {"max_members": 10})],
+    ids=["too-many-bytes", "too-many-files"],
+)
+def test_safe_extract_refuses_a_zip_bomb_and_writes_nothing(tmp_path, members, member_bytes, limits):
+    archive = _zip_of_zeros(tmp_path / "bomb.zip", members, member_bytes)
+    assert archive.stat().st_size < 100_000  # megabytes of zeros compress to kilobytes
+    with pytest.raises(UnsafeArchiveError, match=r"bomb.zip: would extract \d+ bytes in \d+ files, more than the"):
+        safe_extract(archive, tmp_path / "target", **limits)
+    assert not (tmp_path / "target").exists()
+
+
+def test_fetch_refuses_a_zip_bomb_with_one_line_and_leaves_nothing(tmp_path, serve, monkeypatch, capsys):
+    (tmp_path / "dist").mkdir()
+    archive = _zip_of_zeros(tmp_path / "dist" / "bomb.zip", 3, 1 << 20)
+    monkeypatch.setattr(package, "MAX_EXTRACTED_BYTES", 2 << 20)
+    url = f"{serve(tmp_path / 'dist')}/bomb.zip"
+    arguments = ["fetch", "--url", url, "--sha256", sha256_of(archive), "--bundle_dir", str(tmp_path / "bundles")]
+    assert main(arguments) == 1
+    assert "(a zip bomb?): refused." in _error_line(capsys)
+    assert list((tmp_path / "bundles").iterdir()) == []
+    assert package.MAX_EXTRACTED_BYTES == 2 << 20 and package.MAX_ARCHIVE_MEMBERS == 10_000

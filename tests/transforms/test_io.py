@@ -259,7 +259,7 @@ def test_explicit_pixel_size_overrides_metadata(write_tiff, write_image, suffix)
         path = write_image("plain.png", array)
     meta = read_micrograph(path, pixel_size_nm=3.0).meta
     assert meta["pixel_size_nm"] == 3.0
-    assert meta["pixel_size_source"] == "argument"
+    assert meta["pixel_size_source"] == "given"
     image = LoadMicrograph(pixel_size_nm=3.0)(path)
     assert pixel_size_from_meta(image.meta) == 3.0
 

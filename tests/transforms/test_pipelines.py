@@ -17,9 +17,9 @@ from rformer_monai.particles.labelling import label_particles
 from rformer_monai.transforms import (
     BinarizeMask,
     BinarizeMaskd,
-    CheckSameShaped,
     CropDataBar,
     CropDataBard,
+    FitMaskToImaged,
     LabelParticles,
     LoadMicrograph,
     LoadMicrographd,
@@ -154,23 +154,6 @@ def test_binarize_maskd_leaves_image_alone(pair_with_bar):
 
 # ------------------------------------------------------------------------------------------
 # shape check
-
-
-def test_check_same_shaped_names_both_files_and_shapes(write_tiff):
-    image_path = write_tiff("img_01.tif", np.zeros((40, 50), np.uint8))
-    mask_path = write_tiff("img_01_m.tif", np.zeros((40, 60), np.uint8))
-    data = LoadMicrographd(keys=KEYS)({"image": str(image_path), "label": str(mask_path)})
-    with pytest.raises(ValueError, match="has shape") as error:
-        CheckSameShaped(keys="label")(data)
-    message = str(error.value)
-    assert str(mask_path) in message and str(image_path) in message
-    assert "(40, 60)" in message and "(40, 50)" in message
-
-
-def test_check_same_shaped_passes_matching_pair(pair_with_bar):
-    files, _, _ = pair_with_bar
-    data = LoadMicrographd(keys=KEYS)(files)
-    assert CheckSameShaped(keys="label")(data)["label"] is data["label"]
 
 
 def test_validation_pipeline_rejects_mismatched_pair(write_tiff):
@@ -341,3 +324,13 @@ def test_bad_intensity_raises(bad):
         train_transforms(intensity=bad)
     with pytest.raises(ValueError, match="intensity must be one of"):
         inference_transforms(intensity=bad)
+
+
+def test_a_mask_of_another_shape_names_both_files_and_shapes(write_tiff):
+    image_path = write_tiff("img_01.tif", np.zeros((40, 50), np.uint8))
+    mask_path = write_tiff("img_01_m.tif", np.zeros((40, 60), np.uint8))
+    data = LoadMicrographd(keys=KEYS)({"image": str(image_path), "label": str(mask_path)})
+    with pytest.raises(ValueError, match="has shape") as error:
+        FitMaskToImaged(keys="label")(data)
+    assert "img_01_m.tif" in str(error.value) and "img_01.tif" in str(error.value)
+    assert "(40, 60)" in str(error.value) and "(40, 50)" in str(error.value)

@@ -65,6 +65,23 @@ def test_corrupt_checkpoint_names_the_path(tmp_path, content):
         load_weights(tiny_network(), path)
 
 
+class RunsCode:
+    """Pickles as a call (``os.getpid()``, harmless): what a malicious checkpoint holds in place of a tensor."""
+
+    def __reduce__(self):
+        return (os.getpid, ())
+
+
+def test_checkpoint_that_would_run_code_is_refused_as_unsafe(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"model": {"weight": RunsCode()}}, path)
+    with pytest.raises(CheckpointError) as error:
+        load_weights(tiny_network(), path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: refused as unsafe: it holds Python objects that would run code when loaded")
+    assert "corrupt" not in message and "weights_only=False" in message
+
+
 def test_truncated_checkpoint(tmp_path):
     path = tmp_path / "model.pt"
     torch.save(tiny_network().state_dict(), path)

@@ -93,6 +93,16 @@ def main_rank_first(rank: int, function: Callable[..., Any], *args: Any, **kwarg
     return function(*args, **kwargs)
 
 
+def main_rank_result(rank: int, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)`` called on rank 0 alone, its (picklable) result sent to every rank: e.g. the
+    name of a new run folder, which every rank must share. Without a process group it simply calls."""
+    if not dist.is_initialized():
+        return function(*args, **kwargs)
+    result = [function(*args, **kwargs) if rank == MAIN_RANK else None]
+    dist.broadcast_object_list(result, src=MAIN_RANK)
+    return result[0]
+
+
 def ddp_device_ids(device: torch.device) -> list[torch.device] | None:
     """``device_ids`` for ``DistributedDataParallel``: the rank's GPU, or None for a CPU module."""
     device = torch.device(device)
