@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from rformer_monai.inference.blocks import IntensityStatistics, normalise_block, predict_probability
 from rformer_monai.particles import DEFAULT_PARTICLE_THRESHOLD
 from rformer_monai.particles.measurement import size_statistics
+from rformer_monai.transforms.pipelines import DEFAULT_INTENSITY
 from rformer_monai.volumes.instances import (
     DEFAULT_MARKER_HEIGHT_VOXELS,
     DEFAULT_MIN_SIZE_VOXELS,
@@ -124,7 +125,7 @@ def predict_stack_probability(
     inferer: Any,
     device: torch.device,
     amp: bool = False,
-    intensity: str = "unit",
+    intensity: str = DEFAULT_INTENSITY,
     orthogonal: bool = False,
     work_dir: str | os.PathLike | None = None,
     progress: bool = True,
@@ -198,7 +199,7 @@ def segment_stack(
     inferer: Any,
     device: torch.device | str = "cpu",
     amp: bool = False,
-    intensity: str = "unit",
+    intensity: str = DEFAULT_INTENSITY,
     spacing_nm: Sequence[float] | None = None,
     threshold: float = DEFAULT_PARTICLE_THRESHOLD,
     marker_height_voxels: float = DEFAULT_MARKER_HEIGHT_VOXELS,
@@ -282,7 +283,7 @@ def segment_stacks(
     inferer: Any,
     device: torch.device | str = "cpu",
     amp: bool = False,
-    intensity: str = "unit",
+    intensity: str = DEFAULT_INTENSITY,
     spacing_nm: Sequence[float] | None = None,
     particles: Mapping[str, Any] | None = None,
     orthogonal: bool = False,
