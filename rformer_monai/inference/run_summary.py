@@ -19,6 +19,7 @@ import numpy as np
 from rformer_monai.files import write_csv_atomic
 from rformer_monai.particles.measurement import SIZE_STATISTICS, SUMMARY_KEYS, size_statistics
 from rformer_monai.reports.figures import plot_size_distribution
+from rformer_monai.reports.summary import POOLED_ROW_NAME, SIZE_DISTRIBUTION_NAME, SUMMARY_CSV_NAME
 from rformer_monai.reports.tables import LABELS_SUFFIX, OVERLAY_SUFFIX, PARTICLES_SUFFIX, PSD_SUFFIX
 
 __all__ = [
@@ -32,9 +33,6 @@ __all__ = [
 
 STREAMED_OUTPUT_SUFFIXES = (LABELS_SUFFIX, PARTICLES_SUFFIX, OVERLAY_SUFFIX, PSD_SUFFIX)
 """The particle files the streamed analysis writes for every image, as suffixes of ``<stem>``."""
-SUMMARY_CSV_NAME = "summary.csv"
-SIZE_DISTRIBUTION_NAME = "size_distribution.png"
-POOLED_ROW_NAME = "pooled"
 """``stem`` of the last row of ``summary.csv``, the statistics of all images' particles together."""
 SUMMARY_COLUMNS: tuple[str, ...] = ("stem", *SUMMARY_KEYS)
 """Columns of ``summary.csv``."""

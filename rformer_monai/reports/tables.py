@@ -35,6 +35,7 @@ from rformer_monai.reports.figures import plot_overlay, plot_size_distribution
 from rformer_monai.reports.roi import ROIS_SUFFIX, write_roi_zip
 from rformer_monai.reports.summary import (
     IMAGE_RECORD_SUFFIX,
+    PARTICLES_SUFFIX,
     POOLED_ROW_NAME,
     SIZE_DISTRIBUTION_NAME,
     SUMMARY_COLUMNS,
@@ -65,7 +66,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 LABELS_SUFFIX = "_labels.tif"
-PARTICLES_SUFFIX = "_particles.csv"
 OVERLAY_SUFFIX = "_overlay.png"
 PSD_SUFFIX = "_psd.png"
 # the files analyse_mask writes for every image, as suffixes of <stem>; the record comes last

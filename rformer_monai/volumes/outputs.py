@@ -13,11 +13,11 @@ from skimage.segmentation import find_boundaries
 
 from rformer_monai.files import write_atomic, write_csv_atomic
 from rformer_monai.reports.figures import OUTLINE_COLOURS, save_figure, size_distribution_figure
+from rformer_monai.reports.summary import PARTICLES_SUFFIX
 from rformer_monai.volumes.measurement import PARTICLE_COLUMNS_3D, table_rows_3d
 
 LABELS_NIFTI_SUFFIX = "_labels.nii.gz"
 LABELS_TIFF_SUFFIX = "_labels.tif"
-PARTICLES_SUFFIX = "_particles.csv"
 SIZE_DISTRIBUTION_SUFFIX = "_psd.png"
 VIEWS_SUFFIX = "_views.png"
 PROBABILITY_SUFFIX = "_prob.tif"
