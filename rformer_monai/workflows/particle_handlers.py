@@ -52,6 +52,9 @@ SEPARATION_KEY = f"pred{SEPARATION_POSTFIX}"  # where rformer_monai.transforms.S
 
 SeparationMap = Callable[[np.ndarray], np.ndarray]
 """Turns a network's separation outputs (C, H, W) into the (H, W) map the particle step cuts along."""
+ParticleStep = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""Turns a network's particle probability (H, W) and separation outputs (C, H, W) into particle labels (H, W),
+in place of the bundle's watershed (e.g. ``research.star_polygons.star_polygon_particles``)."""
 
 
 def _probabilities(
@@ -239,6 +242,9 @@ class InstanceEvaluationHandler:
             (:func:`rformer_monai.particles.deepen_valleys`; 0 leaves the probability as it is).
         separation_map: turns the separation outputs (C, H, W) into the (H, W) map the particle step cuts
             along; the default takes the bundle's one distance-map channel as it is.
+        particle_step: where given, turns the probability and the separation outputs into the predicted
+            particles in place of the threshold and watershed (``threshold``, ``separation``, ``valley_gain`` and
+            ``separation_map`` then unused).
     """
 
     def __init__(
@@ -250,6 +256,7 @@ class InstanceEvaluationHandler:
         separation_key: str = SEPARATION_KEY,
         valley_gain: float = DEFAULT_VALLEY_GAIN,
         separation_map: SeparationMap = separation_map,
+        particle_step: ParticleStep | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.threshold = threshold
@@ -258,6 +265,7 @@ class InstanceEvaluationHandler:
         self.separation_key = separation_key
         self.valley_gain = valley_gain
         self.separation_map = separation_map
+        self.particle_step = particle_step
         self.per_image: list[dict[str, Any]] = []
         self.matches: list[InstanceMatches] = []
         self.measurable_matches: list[InstanceMatches] = []
@@ -276,10 +284,9 @@ class InstanceEvaluationHandler:
     def _match(self, engine: Engine) -> None:
         for sample in engine.state.output:
             prediction = sample["pred"]
-            probability, cut = _probabilities(sample, "pred", self.separation_key, self.valley_gain, self.separation_map)
             truth = sample["label"].detach().cpu().numpy()[0] > 0
             pixel_size_nm = pixel_size_from_meta(prediction.meta) if isinstance(prediction, MetaTensor) else None
-            predicted = separate_particles(probability > self.threshold, probability=cut, **self.separation)
+            predicted = self._particles(sample)
             true_labels = label_particles(truth)
             matches = match_instances(predicted, true_labels, self.iou_threshold, pixel_size_nm=pixel_size_nm)
             measurable = remove_small_particles(true_labels, self.min_size_px)
@@ -290,6 +297,19 @@ class InstanceEvaluationHandler:
             )
             self.ecd_units.add("px" if pixel_size_nm is None else "nm")
             self.per_image.append({"name": name, **scores_from_matches(matches)})
+
+    def _particles(self, sample: dict[str, Any]) -> np.ndarray:
+        """The predicted particles (H, W) of a sample: by :attr:`particle_step` where set, else thresholded and
+        split by the bundle's watershed."""
+        if self.particle_step is not None:
+            separation = sample.get(self.separation_key)
+            if separation is None:
+                raise ValueError(f"particle_step needs the network's separation outputs under {self.separation_key!r}.")
+            return self.particle_step(
+                sample["pred"].detach().cpu().float().numpy()[0], separation.detach().cpu().float().numpy()
+            )
+        probability, cut = _probabilities(sample, "pred", self.separation_key, self.valley_gain, self.separation_map)
+        return separate_particles(probability > self.threshold, probability=cut, **self.separation)
 
     def _write(self, engine: Engine) -> None:
         if not self.per_image:
