@@ -398,7 +398,7 @@ def _in_memory(path: Path, array: np.ndarray, meta: dict[str, Any]) -> Micrograp
     return MicrographSource(path, array.shape, array.dtype, array=array, meta=meta)
 
 
-def _decode_tiff_page(tif, page, path: Path, max_pixels: int, meta: dict[str, Any]) -> MicrographSource:
+def _decode_tiff_page(page, path: Path, max_pixels: int, meta: dict[str, Any]) -> MicrographSource:
     """The whole page decoded into memory as grey."""
     import tifffile
 
@@ -443,7 +443,8 @@ def _decode_to_scratch(page, path: Path, scratch_dir: Path, meta: dict[str, Any]
     )
 
 
-def _open_tiff(path: Path, scratch_dir: Path | None, in_memory: bool, max_pixels: int) -> MicrographSource:
+def _open_tiff(path: Path, scratch_dir: str | os.PathLike | None, in_memory: bool, max_pixels: int) -> MicrographSource:
+    """A memory-mapped, scratch-file or (``in_memory``, or a layout that cannot be read by region) in-memory source."""
     import tifffile
 
     with contextlib.ExitStack() as stack:
@@ -468,7 +469,7 @@ def _open_tiff(path: Path, scratch_dir: Path | None, in_memory: bool, max_pixels
                 directory = Path(tempfile.gettempdir()) if scratch_dir is None else Path(scratch_dir)
                 return _decode_to_scratch(page, path, directory, meta)
             logger.warning("%s: read whole into memory (this TIFF layout cannot be read region by region)", path)
-        return _decode_tiff_page(tif, page, path, max_pixels, meta)
+        return _decode_tiff_page(page, path, max_pixels, meta)
 
 
 def _open_with_pil(path: Path, max_pixels: int) -> MicrographSource:
