@@ -18,12 +18,7 @@ from rformer_monai.inference.blocks import (
 )
 from rformer_monai.inference.bundle import BundleInference, load_bundle_inference
 from rformer_monai.inference.particle_blocks import RawPlane, stitched_particles
-from rformer_monai.inference.sources import MicrographSource, open_micrograph
-from rformer_monai.inference.streaming import (
-    MicrographAnalysis,
-    analyse_micrograph,
-    micrograph_pixel_size_nm,
-)
+from rformer_monai.inference.streaming import MicrographAnalysis, analyse_micrograph
 from rformer_monai.inference.tta import TTA_MODES, DihedralTTA, with_tta
 
 __all__ = [
@@ -34,16 +29,13 @@ __all__ = [
     "DihedralTTA",
     "IntensityStatistics",
     "MicrographAnalysis",
-    "MicrographSource",
     "RawPlane",
     "analyse_micrograph",
     "data_bar_rows",
     "intensity_statistics",
     "iter_block_probabilities",
     "load_bundle_inference",
-    "micrograph_pixel_size_nm",
     "normalise_block",
-    "open_micrograph",
     "plan_blocks",
     "predict_outputs",
     "predict_probability",

@@ -42,10 +42,10 @@ from rformer_monai.files import (
     MASK_SUFFIX,
     output_stem,
 )
-from rformer_monai.inference.sources import MicrographSource
 from rformer_monai.metrics.segmentation import DEFAULT_THRESHOLD
 from rformer_monai.transforms.databar import detect_data_bar
 from rformer_monai.transforms.dictionary import SEPARATION_CHANNELS
+from rformer_monai.transforms.io import MicrographSource
 from rformer_monai.transforms.pipelines import DEFAULT_INTENSITY, INTENSITY_MODES
 
 logger = logging.getLogger(__name__)
@@ -455,7 +455,7 @@ def segment_large_micrograph(
     file in ``output_dir`` and renamed when complete.
 
     Args:
-        path: the micrograph (see :func:`~rformer_monai.inference.open_micrograph` for formats and their cost).
+        path: the micrograph (see :func:`~rformer_monai.transforms.open_micrograph` for formats and their cost).
         output_dir: folder of the mask.
         network: returns logits (B, 1, h, w); put in eval mode here.
         inferer: a MONAI ``SlidingWindowInferer`` (the bundle's ``inferer``); its window places the blocks.

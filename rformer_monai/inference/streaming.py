@@ -70,11 +70,10 @@ from rformer_monai.reports.tables import (
 )
 from rformer_monai.transforms.dictionary import SEPARATION_CHANNELS
 from rformer_monai.transforms.io import (
-    TIFF_PIXEL_SIZE_SOURCES,
-    TIFF_SUFFIXES,
+    MicrographSource,
     check_micrograph_file,
+    open_micrograph,
     pixel_size_from_meta,
-    read_micrograph,
 )
 from rformer_monai.transforms.pipelines import DEFAULT_INTENSITY
 
@@ -84,29 +83,6 @@ OVERLAY_SOURCE_SIDE_PX = 4096
 """Longest side of the image the overlay is drawn from; larger images are downsampled by a whole factor."""
 STRIP_ROWS = OUTPUT_TILE[0]
 """Rows read at a time when a scratch plane is streamed to a TIFF or downsampled."""
-
-
-def micrograph_pixel_size_nm(path: str | os.PathLike, pixel_size_nm: float | None = None) -> float | None:
-    """The pixel size of a micrograph in nm, without reading its pixels when it is a TIFF: ``pixel_size_nm`` when
-    given, else the file's metadata as :func:`~rformer_monai.transforms.read_micrograph` reads it, else None."""
-    if pixel_size_nm is not None:
-        if not (math.isfinite(float(pixel_size_nm)) and pixel_size_nm > 0):
-            raise ValueError(f"pixel_size_nm must be positive, got {pixel_size_nm}.")
-        return float(pixel_size_nm)
-    path = Path(path)
-    if path.suffix.lower() not in TIFF_SUFFIXES:
-        return pixel_size_from_meta(read_micrograph(path).meta)
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        for _, reader in TIFF_PIXEL_SIZE_SOURCES:
-            try:
-                value = reader(tif)
-            except (KeyError, TypeError, ValueError, ZeroDivisionError):
-                value = None
-            if value is not None and value > 0:
-                return float(value)
-    return None
 
 
 def _plane_strips(plane: RawPlane, dtype: np.dtype) -> Iterator[np.ndarray]:
@@ -137,12 +113,12 @@ def _downsampled(read: Callable[[slice, slice], np.ndarray], rows: int, width: i
     )
 
 
-def _overlay_inputs(source, labels: RawPlane, rows: int, pixel_size_nm: float | None):
+def _overlay_inputs(source: MicrographSource, labels: RawPlane, rows: int, pixel_size_nm: float | None):
     """The image, labels and pixel size the overlay is drawn from: the sample whole, or downsampled."""
     width = labels.shape[1]
     factor = max(1, math.ceil(max(rows, width) / OVERLAY_SOURCE_SIDE_PX))
     if factor == 1:
-        return read_micrograph(source.path).array[:rows], labels.read(slice(0, rows), slice(None)), pixel_size_nm
+        return source.read(slice(0, rows), slice(None)), labels.read(slice(0, rows), slice(None)), pixel_size_nm
     logger.info("%s: overlay drawn on the image downsampled %d times", source.path, factor)
     image = _downsampled(source.read, rows, width, factor)
     sample_labels = _downsampled(labels.read, rows, width, factor)
@@ -209,8 +185,6 @@ def analyse_micrograph(
         MicrographReadError: the input cannot be read.
         ValueError: a bad argument, named in the message.
     """
-    from rformer_monai.inference.sources import open_micrograph
-
     _check_inferer(inferer)
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}.")
@@ -229,9 +203,9 @@ def analyse_micrograph(
         return planes[name]
 
     try:
-        with open_micrograph(path, output_dir if scratch_dir is None else scratch_dir) as source:
+        with open_micrograph(path, output_dir if scratch_dir is None else scratch_dir, pixel_size_nm) as source:
             height, width = source.shape
-            pixel_size_nm = micrograph_pixel_size_nm(path, pixel_size_nm) if particles else pixel_size_nm
+            pixel_size_nm = pixel_size_from_meta(source.meta)
             bar_rows = data_bar_rows(source, crop_bottom)
             rows = height - bar_rows
             statistics = intensity_statistics(source, rows)

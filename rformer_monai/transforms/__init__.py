@@ -1,4 +1,5 @@
-"""MONAI transforms for SEM micrographs: loading, data-bar cropping, mask binarisation, pipelines."""
+"""MONAI transforms for SEM micrographs: reading (whole or region by region), data-bar cropping, mask binarisation,
+pipelines."""
 
 from rformer_monai.transforms.array import (
     BinarizeMask,
@@ -36,6 +37,8 @@ from rformer_monai.transforms.io import (
     MaskShapeError,
     MicrographReader,
     MicrographReadError,
+    MicrographSource,
+    open_micrograph,
     pixel_size_from_meta,
     read_micrograph,
 )
@@ -65,6 +68,7 @@ __all__ = [
     "MaskShapeError",
     "MicrographReadError",
     "MicrographReader",
+    "MicrographSource",
     "RelativeBorderProximity",
     "RelativeBorderProximityd",
     "SeparateParticles",
@@ -76,6 +80,7 @@ __all__ = [
     "detect_data_bar",
     "inference_transforms",
     "intensity_transform",
+    "open_micrograph",
     "pixel_size_from_meta",
     "read_micrograph",
     "separation_line_pairs",

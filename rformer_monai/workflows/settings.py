@@ -4,6 +4,12 @@ Command-line overrides arrive as whatever ``fire`` makes of them: ``--max_epochs
 ``'abc'``, ``--overwrite true`` the string ``'true'``. :func:`check_settings`, called from the configs'
 ``"initialize"`` list, names the setting and the value expected instead of letting a wrong type fail
 deep inside a network or a trainer.
+
+Each config gathers its settings in one ``settings`` dict, ``{"threshold": "@threshold", ...}``, that
+:func:`check_settings` checks and the run records (``settings.json``, ``run.json``). A name is written there
+twice because a ``@`` reference reaches Python as its value alone and a config expression has no access to the
+config parser that could look values up by name; the bundle tests check that each workflow's ``settings`` are
+exactly its keys that :data:`RULES` has a rule for.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from tiny_bundle_network import BUNDLE, TINY_NETWORK, TINY_RUN
 
 from rformer_monai.data.synthetic import render_micrograph
+from rformer_monai.workflows.settings import RULES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = BUNDLE / "configs"
@@ -274,6 +275,29 @@ def test_configs_share_one_network_definition():
     assert train["network_def"] == inference["network_def"]
     for key in ("roi_size", "intensity", "sw_overlap", "sw_mode"):
         assert train[key] == inference[key]
+
+
+SHIPPED_WORKFLOWS = [
+    ["train.json"],
+    ["train.json", "evaluate.json"],
+    ["train.json", "multi_gpu_train.json"],
+    ["inference.json"],
+    ["inference.json", "multi_gpu_inference.json"],
+    ["inference.json", "inference_3d.json"],
+    ["inference_large.json"],
+    ["inference_large.json", "multi_gpu_inference.json"],
+]
+
+
+@pytest.mark.parametrize("configs", SHIPPED_WORKFLOWS, ids="+".join)
+def test_settings_are_every_checked_key_of_the_workflow(configs):
+    """A workflow's ``settings`` (checked in "initialize", recorded in settings.json or run.json) are exactly its
+    keys that check_settings has a rule for, each the reference to the key of its name: a setting a config adds is
+    checked and recorded, or this test names it."""
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / name) for name in configs])
+    checked = sorted(name for name in parser.get() if name in RULES)
+    assert parser["settings"] == {name: f"@{name}" for name in checked}
 
 
 def test_evaluation_scores_the_particles_that_inference_writes():

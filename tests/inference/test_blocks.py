@@ -34,7 +34,6 @@ from rformer_monai.inference import (
     intensity_statistics,
     iter_block_probabilities,
     normalise_block,
-    open_micrograph,
     plan_blocks,
     predict_probability,
     segment_large_micrograph,
@@ -45,6 +44,7 @@ from rformer_monai.transforms import (
     MicrographReadError,
     detect_data_bar,
     intensity_transform,
+    open_micrograph,
 )
 from rformer_monai.transforms.pipelines import DEFAULT_INTENSITY
 

@@ -1,4 +1,5 @@
-"""Tests for reading micrographs: dtypes, formats, colour to grey, pixel size from metadata, bad files."""
+"""Tests for reading micrographs: dtypes, formats, colour to grey, pixel size from metadata, bad files, and region
+reads that give what a whole read gives."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from rformer_monai.transforms import (
     LoadMicrograph,
     MicrographReader,
     MicrographReadError,
+    open_micrograph,
     pixel_size_from_meta,
 )
 from rformer_monai.transforms.io import read_micrograph
@@ -369,6 +371,84 @@ def test_reader_reads_one_file_at_a_time(write_tiff):
     assert not reader.verify_suffix("volume.nii.gz")
     with pytest.raises(ValueError, match="one file at a time, got 2"):
         reader.read([path, path])
+
+
+# ------------------------------------------------------------------------------------------
+# region by region: the grey values and metadata of a whole read, whatever the layout
+
+FIVE_NM_PER_PIXEL = {"resolution": (1e7 / 5.0, 1e7 / 5.0), "resolutionunit": "CENTIMETER"}
+
+
+def palette_image(shape=(40, 50)) -> tuple[np.ndarray, dict]:
+    colormap = np.zeros((3, 256), np.uint16)
+    colormap[:, : len(COLOURS)] = COLOURS.T.astype(np.uint16) * 257
+    indices = np.random.default_rng(1).integers(0, len(COLOURS), shape).astype(np.uint8)
+    return indices, {"photometric": "palette", "colormap": colormap}
+
+
+def noise_image(shape=(40, 50), dtype=np.uint8) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+
+
+# name -> (array, tifffile keyword arguments, how it is read: "memmap", "scratch" or "memory")
+LAYOUTS = {
+    "uncompressed": (noise_image(), {}, "memmap"),
+    "big-endian-16bit": (noise_image(dtype=np.uint16), {"byteorder": ">"}, "memmap"),
+    "zlib-strips": (noise_image(), {"compression": "zlib", "rowsperstrip": 7}, "scratch"),
+    "zlib-tiles": (noise_image(), {"compression": "zlib", "tile": (16, 32)}, "scratch"),
+    "rgb-tiles": (noise_image((40, 50, 3)), {"photometric": "rgb", "compression": "zlib", "tile": (16, 16)}, "scratch"),
+    "palette": (*palette_image(), "scratch"),
+    "rgb-planes": (noise_image((3, 40, 50)), {"photometric": "rgb", "planarconfig": "separate"}, "memory"),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS), ids=list(LAYOUTS))
+def test_region_reads_give_the_whole_read(tmp_path, write_tiff, layout):
+    array, tiff_kwargs, how = LAYOUTS[layout]
+    path = write_tiff(f"{layout}.tif", array, **tiff_kwargs, **FIVE_NM_PER_PIXEL)
+    whole = read_micrograph(path)
+    scratch_dir = tmp_path / "scratch"
+    with open_micrograph(path, scratch_dir) as source:
+        assert source.in_memory == (how == "memory")
+        assert len(list(scratch_dir.glob("*"))) == (how == "scratch")
+        assert source.shape == whole.array.shape and source.dtype.newbyteorder("=") == whole.array.dtype
+        assert source.meta == whole.meta
+        np.testing.assert_array_equal(source.read(slice(None), slice(None)), whole.array)
+        np.testing.assert_array_equal(source.read(slice(3, 29), slice(17, 41)), whole.array[3:29, 17:41])
+    assert whole.meta["pixel_size_nm"] == pytest.approx(5.0, rel=1e-6)
+    assert list(scratch_dir.glob("*")) == []
+
+
+def test_region_reads_of_a_png_and_a_given_pixel_size(write_image):
+    path = write_image("colour.png", noise_image((20, 30, 3)))
+    with open_micrograph(path, pixel_size_nm=2.5) as source:
+        assert source.in_memory
+        assert source.meta == read_micrograph(path, pixel_size_nm=2.5).meta
+        assert source.meta["pixel_size_source"] == "given" and source.meta["colour_conversion"] == "rgb"
+    with pytest.raises(ValueError, match="pixel_size_nm must be positive"):
+        open_micrograph(path, pixel_size_nm=-1.0)
+
+
+@pytest.mark.parametrize(
+    "array, tiff_kwargs",
+    [
+        (np.zeros((3, 8, 8), np.uint8), {"photometric": "minisblack"}),
+        (np.zeros((8, 8, 5), np.uint8), {"photometric": "minisblack", "planarconfig": "contig"}),
+        (np.ones((8, 8), np.complex64), {}),
+        (ramp(np.uint16, (64, 64)), {"compression": "zlib"}),
+    ],
+    ids=["multi-page", "five-samples", "complex", "truncated"],
+)
+def test_region_and_whole_reads_refuse_a_file_alike(write_tiff, array, tiff_kwargs):
+    path = write_tiff("bad.tif", array, **tiff_kwargs)
+    if array.dtype == np.uint16:
+        path.write_bytes(path.read_bytes()[:400])
+    with pytest.raises(MicrographReadError) as whole:
+        read_micrograph(path)
+    with pytest.raises(MicrographReadError) as region:
+        open_micrograph(path)
+    assert str(region.value) == str(whole.value)
+    assert_names_file(region, path)
 
 
 # ------------------------------------------------------------------------------------------
