@@ -286,7 +286,7 @@ class InstanceEvaluationHandler:
             prediction = sample["pred"]
             truth = sample["label"].detach().cpu().numpy()[0] > 0
             pixel_size_nm = pixel_size_from_meta(prediction.meta) if isinstance(prediction, MetaTensor) else None
-            predicted = self._particles(sample)
+            predicted = self.particles(sample)
             true_labels = label_particles(truth)
             matches = match_instances(predicted, true_labels, self.iou_threshold, pixel_size_nm=pixel_size_nm)
             measurable = remove_small_particles(true_labels, self.min_size_px)
@@ -298,7 +298,7 @@ class InstanceEvaluationHandler:
             self.ecd_units.add("px" if pixel_size_nm is None else "nm")
             self.per_image.append({"name": name, **scores_from_matches(matches)})
 
-    def _particles(self, sample: dict[str, Any]) -> np.ndarray:
+    def particles(self, sample: dict[str, Any]) -> np.ndarray:
         """The predicted particles (H, W) of a sample: by :attr:`particle_step` where set, else thresholded and
         split by the bundle's watershed."""
         if self.particle_step is not None:
