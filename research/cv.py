@@ -43,6 +43,8 @@ logger = logging.getLogger("research.cv")
 BUNDLE_CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "residualformer_sem" / "configs"
 FOLD_METRICS = ("dice", "iou", "precision", "recall", "accuracy", "f1", "auc")
 INSTANCE_FOLD_METRICS = ("f1", "pq", "count_error", "median_ecd_error")
+PER_IMAGE_ERRORS = ("count_error", "median_ecd_error")
+PER_IMAGE_PERCENTILES = (10, 50, 90)  # the spread of an error over the held-out images
 MICROGRAPH_SHAPE = (768, 1024)  # the timing image: one SEM frame
 TILE_SHAPE = (256, 256)  # the complexity tile
 TIMING_REPEATS = 3
@@ -299,6 +301,20 @@ def _pooled_detection(per_fold: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def per_image_spread(images: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """The spread of the count and median-ECD errors (:data:`PER_IMAGE_ERRORS`) over held-out images: their
+    10th, 50th and 90th percentiles and standard deviation (images without a value, e.g. no particle found,
+    left out), with the number of images."""
+    spread = {}
+    for key in PER_IMAGE_ERRORS:
+        values = np.asarray([image[key] for image in images if image.get(key) is not None and not math.isnan(image[key])])
+        if values.size:
+            percentiles = np.percentile(values, PER_IMAGE_PERCENTILES)
+            spread[key] = {**{f"p{p}": float(v) for p, v in zip(PER_IMAGE_PERCENTILES, percentiles)},
+                           "std": float(values.std(ddof=1)) if values.size > 1 else math.nan, "images": int(values.size)}
+    return spread
+
+
 def _instance_summary(fold_dirs: Sequence[Path]) -> dict[str, Any]:
     """Particle scores of the folds that have them: mean and std over folds of F1, PQ, count and median-ECD
     errors, F1 and count error pooled over all held-out images, and pooled likewise against the true
@@ -318,6 +334,7 @@ def _instance_summary(fold_dirs: Sequence[Path]) -> dict[str, Any]:
         "mean": {key: value[0] for key, value in mean_std.items()},
         "std": {key: value[1] for key, value in mean_std.items()},
         "pooled": _pooled_detection(per_fold),
+        "per_image": per_image_spread([image for report in reports for image in report["per_image"]]),
     }
     measurable = [report.get("measurable") for report in reports]
     if all(measurable) and len({fold["min_size_px"] for fold in measurable}) == 1:
@@ -393,6 +410,12 @@ def _report_markdown(summary: dict[str, Any]) -> str:
             f"found of {instances['pooled']['true_count']} (count error {_format(instances['pooled']['count_error'])}).",
             "",
         ]
+        lines += [
+            f"Per held-out image ({spread['images']} images), {key}: median {spread['p50']:+.1%}, 10th to 90th "
+            f"percentile {spread['p10']:+.1%} to {spread['p90']:+.1%}, sd {spread['std']:.1%}."
+            for key, spread in instances.get("per_image", {}).items()
+        ]
+        lines += [""] if instances.get("per_image") else []
         measurable = instances.get("measurable")
         if measurable:
             lines += [

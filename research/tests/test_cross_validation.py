@@ -114,3 +114,17 @@ def test_fold_scored_on_another_split_than_it_trained_on_is_refused(tiny_dataset
     other_weights = cv.fold_evaluation(0, str(tiny_dataset), output, overrides=reseeded)
     scored = other_weights.parser.get_parsed_content("validate#dataset#data")
     assert sorted(Path(item["image"]).name for item in scored) == record["held_out_images"]
+
+
+def test_per_image_errors_are_spread_over_every_held_out_image(tmp_path):
+    errors = {0: [0.1, -0.2, None], 1: [0.3, -0.4]}
+    for fold, values in errors.items():
+        per_image = [{"name": f"{fold}_{i}", "count_error": v, "median_ecd_error": 0.05} for i, v in enumerate(values)]
+        pooled = {key: 0.0 for key in cv.INSTANCE_FOLD_METRICS} | {"tp": 1, "fp": 0, "fn": 0, "pred_count": 1, "true_count": 1}
+        (tmp_path / f"fold_{fold}").mkdir()
+        (tmp_path / f"fold_{fold}" / "instance_metrics.json").write_text(json.dumps({"pooled": pooled, "per_image": per_image}))
+    spread = cv._instance_summary(sorted(tmp_path.glob("fold_*")))["per_image"]
+    assert spread["count_error"]["images"] == 4  # the image without a count error is left out
+    assert spread["count_error"]["p50"] == pytest.approx(np.median([0.1, -0.2, 0.3, -0.4]))
+    assert spread["count_error"]["std"] == pytest.approx(np.std([0.1, -0.2, 0.3, -0.4], ddof=1))
+    assert spread["median_ecd_error"]["p10"] == spread["median_ecd_error"]["p90"] == pytest.approx(0.05)
