@@ -2,6 +2,7 @@
 ``ConfigWorkflow`` on the bundle's configs) and the sharing tools, with plain options.
 
     rformer segment IN -o OUT [--pixel-size-nm 7.3] [--weights model.pt] [--device cpu]
+    rformer segment-3d IN -o OUT [--spacing-nm 15 7.5 7.5] [--orthogonal]
     rformer train DIR -o RUN
     rformer evaluate DIR -o OUT
     rformer export [-o model.onnx]
@@ -94,6 +95,28 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist (default: skip them)")
     _add_bundle_options(segment)
 
+    segment_3d = commands.add_parser(
+        "segment-3d",
+        help="segment FIB-SEM stacks and tomograms slice by slice and measure 3-D particles in nm (per stack: "
+        "labels as NIfTI and ImageJ TIFF, particle CSV, size distribution, orthogonal views; per run: summary_3d.csv)",
+    )
+    segment_3d.add_argument(
+        "input", type=Path, help="a stack, or a folder searched recursively for stacks (ImageJ TIFF, NIfTI, MHA, NRRD)"
+    )
+    segment_3d.add_argument("-o", "--output", type=Path, required=True, help="output folder (created when missing)")
+    segment_3d.add_argument(
+        "--spacing-nm", type=_positive, nargs=3, default=None, metavar=("Z", "Y", "X"),
+        help="voxel spacing in nm for every stack, overriding the files' (default: read from each file; sizes in "
+        "voxels where none is found)",
+    )
+    segment_3d.add_argument(
+        "--orthogonal", action="store_true",
+        help="also predict the xz and yz planes and average the three directions (near-isotropic stacks only, 3x the time)",
+    )
+    segment_3d.add_argument("--weights", type=Path, default=None, help="trained weights (default: <bundle>/models/model.pt)")
+    segment_3d.add_argument("--overwrite", action="store_true", help="redo stacks whose outputs exist (default: skip them)")
+    _add_bundle_options(segment_3d)
+
     train = commands.add_parser("train", help="train on a labelled folder")
     train.add_argument("dataset", type=Path, help="labelled folder (images/ + masks/, or the BAM layout)")
     train.add_argument(
@@ -161,19 +184,25 @@ def _device(value: str | None) -> dict[str, Any]:
     return {} if value is None else {"device": f"$torch.device('{value}')"}
 
 
-def _segment(arguments: argparse.Namespace, root: Path) -> None:
-    from monai.bundle import ConfigParser
-
+def _inference_overrides(arguments: argparse.Namespace) -> dict[str, Any]:
+    """The settings ``segment`` and ``segment-3d`` share: input, output folder, resume, device, weights."""
     overrides: dict[str, Any] = {
         "dataset_dir": str(arguments.input),
         "output_dir": str(arguments.output),
         "overwrite": arguments.overwrite,
         **_device(arguments.device),
     }
-    if arguments.pixel_size_nm is not None:
-        overrides["pixel_size_nm"] = arguments.pixel_size_nm
     if arguments.weights is not None:
         overrides["ckpt_path"] = str(arguments.weights)
+    return overrides
+
+
+def _segment(arguments: argparse.Namespace, root: Path) -> None:
+    from monai.bundle import ConfigParser
+
+    overrides = _inference_overrides(arguments)
+    if arguments.pixel_size_nm is not None:
+        overrides["pixel_size_nm"] = arguments.pixel_size_nm
     if arguments.contrast is not None:
         parser = ConfigParser()
         parser.read_config(str(root / "configs" / "inference.json"))
@@ -182,6 +211,14 @@ def _segment(arguments: argparse.Namespace, root: Path) -> None:
         overrides["contrast"] = arguments.contrast
     overrides.update(dict(arguments.overrides))
     _run_workflow(root, ["inference.json"], "infer", overrides)
+
+
+def _segment_3d(arguments: argparse.Namespace, root: Path) -> None:
+    overrides = {**_inference_overrides(arguments), "orthogonal": arguments.orthogonal}
+    if arguments.spacing_nm is not None:
+        overrides["spacing_nm"] = list(arguments.spacing_nm)
+    overrides.update(dict(arguments.overrides))
+    _run_workflow(root, ["inference.json", "inference_3d.json"], "infer", overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = find_bundle_root(arguments.bundle_root)
         if arguments.command == "segment":
             _segment(arguments, root)
+        elif arguments.command == "segment-3d":
+            _segment_3d(arguments, root)
         elif arguments.command == "train":
             overrides = {"dataset_dir": str(arguments.dataset), "ckpt_dir": str(arguments.output), **_device(arguments.device)}
             if arguments.from_scratch:

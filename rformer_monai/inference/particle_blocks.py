@@ -65,43 +65,71 @@ LABEL_DTYPE = np.uint32
 
 
 class RawPlane:
-    """A (C, H, W) or (H, W) array in a raw scratch file, read and written by region.
+    """A (C, H, W) or (H, W) array in a raw scratch file (or a (Z, Y, X) stack), read and written by region.
 
-    Every access maps the file, copies one rectangle and unmaps it, so the pages touched do not accumulate in
-    resident memory. A new file reads as zeros.
+    Every region access maps the file, copies one region and unmaps it, so the pages touched do not accumulate in
+    resident memory; :meth:`read_slab` reads whole slabs along the first axis with file reads, without a mapping. A
+    new file reads as zeros.
 
     Args:
         path: the scratch file (created, or truncated to the array's size).
-        shape: (H, W) or (C, H, W).
+        shape: (H, W), (C, H, W) or (Z, Y, X).
         dtype: the element type.
+        header: bytes written before the array (a ``.npy`` header, say); the array starts after them.
     """
 
-    def __init__(self, path: str | os.PathLike, shape: Sequence[int], dtype: np.dtype | type) -> None:
+    def __init__(
+        self, path: str | os.PathLike, shape: Sequence[int], dtype: np.dtype | type, header: bytes = b""
+    ) -> None:
         self.path = Path(path)
         self.shape = tuple(int(side) for side in shape)
         self.dtype = np.dtype(dtype)
+        self.offset = len(header)
         with open(self.path, "wb") as handle:
-            handle.truncate(max(1, math.prod(self.shape) * self.dtype.itemsize))
+            handle.write(header)
+            handle.truncate(max(1, self.offset + math.prod(self.shape) * self.dtype.itemsize))
 
     def _mapping(self, mode: str) -> np.memmap:
-        return np.memmap(self.path, dtype=self.dtype, mode=mode, shape=self.shape)
+        return np.memmap(self.path, dtype=self.dtype, mode=mode, shape=self.shape, offset=self.offset)
 
-    def read(self, rows: slice, columns: slice) -> np.ndarray:
-        """A copy of rows x columns (of every channel)."""
+    def read_region(self, region: tuple[slice, ...]) -> np.ndarray:
+        """A copy of ``array[region]``."""
         mapping = self._mapping("r")
         try:
-            return np.array(mapping[..., rows, columns])
+            return np.array(mapping[region])
         finally:
             del mapping
 
-    def write(self, rows: slice, columns: slice, values: np.ndarray) -> None:
-        """Set rows x columns to ``values``."""
+    def write_region(self, region: tuple[slice, ...], values: np.ndarray, where: np.ndarray | None = None) -> None:
+        """Set ``array[region]`` to ``values`` (only where ``where`` is true, if given)."""
         mapping = self._mapping("r+")
         try:
-            mapping[..., rows, columns] = values
+            np.copyto(mapping[region], values, casting="unsafe", where=True if where is None else where)
             mapping.flush()
         finally:
             del mapping
+
+    def read(self, rows: slice, columns: slice) -> np.ndarray:
+        """A copy of rows x columns (of every channel)."""
+        return self.read_region((..., rows, columns))
+
+    def write(self, rows: slice, columns: slice, values: np.ndarray) -> None:
+        """Set rows x columns to ``values``."""
+        self.write_region((..., rows, columns), values)
+
+    def read_slab(self, start: int, stop: int) -> np.ndarray:
+        """A copy of ``array[start:stop]`` (along the first axis) read from the file, without a mapping."""
+        slab = np.empty((max(0, stop - start), *self.shape[1:]), dtype=self.dtype)
+        buffer = memoryview(slab.reshape(-1).view(np.uint8))
+        with open(self.path, "rb", buffering=0) as handle:
+            handle.seek(self.offset + start * math.prod(self.shape[1:]) * self.dtype.itemsize)
+            done = 0
+            while done < buffer.nbytes:
+                count = handle.readinto(buffer[done:])
+                if not count:
+                    raise OSError(f"{self.path} ends before slab {start}:{stop} of {self.shape}.")
+                done += count
+        return slab
 
     def remove(self) -> None:
         """Delete the scratch file."""

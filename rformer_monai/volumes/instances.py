@@ -1,5 +1,6 @@
 """3-D particle instances from a particle probability volume: threshold, then a marker watershed on the
-distance transform computed in nm (``sampling=spacing``), so that thick slices count as the length they are."""
+distance transform computed in nm (``sampling=spacing``), so that thick slices count as the length they are.
+:mod:`~rformer_monai.volumes.clusters` applies it to each cluster of touching particles on its own."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import h_maxima
-from skimage.segmentation import relabel_sequential, watershed
+from skimage.segmentation import watershed
 
 from rformer_monai.particles import DEFAULT_PARTICLE_THRESHOLD
 
@@ -25,37 +26,28 @@ holds probability x 255."""
 FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 
 
+def check_volume(volume: np.ndarray, name: str) -> np.ndarray:
+    """``volume`` as an array, checked to be ``(z, y, x)``; the error names the argument."""
+    volume = np.asarray(volume)
+    if volume.ndim != 3:
+        raise ValueError(f"{name} must be a (z, y, x) volume, got shape {volume.shape}.")
+    return volume
+
+
 def particle_mask(probability: np.ndarray, threshold: float = DEFAULT_PARTICLE_THRESHOLD) -> np.ndarray:
     """``probability > threshold`` for a float volume, or for a uint8 volume of probability x 255."""
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"threshold must be in [0, 1), got {threshold}.")
-    probability = np.asarray(probability)
-    if probability.ndim != 3:
-        raise ValueError(f"probability must be a (z, y, x) volume, got shape {probability.shape}.")
+    probability = check_volume(probability, "probability")
     if probability.dtype == np.uint8:
         return probability > threshold * PROBABILITY_LEVELS_UINT8
     return probability > threshold
 
 
-def label_instances_3d(
-    probability: np.ndarray,
-    spacing_nm: Sequence[float],
-    threshold: float = DEFAULT_PARTICLE_THRESHOLD,
-    marker_height_voxels: float = DEFAULT_MARKER_HEIGHT_VOXELS,
-    min_size_voxels: int = DEFAULT_MIN_SIZE_VOXELS,
+def check_particle_settings(
+    spacing_nm: Sequence[float], marker_height_voxels: float, min_size_voxels: int
 ) -> np.ndarray:
-    """Split the particle mask of a probability volume into 3-D particles.
-
-    Args:
-        probability: ``(z, y, x)`` particle probability, float in [0, 1] or uint8 (probability x 255).
-        spacing_nm: ``(z, y, x)`` voxel spacing in nm.
-        threshold: probability above which a voxel is particle.
-        marker_height_voxels: see :data:`DEFAULT_MARKER_HEIGHT_VOXELS`.
-        min_size_voxels: smaller particles are removed.
-
-    Returns:
-        ``(z, y, x)`` int32 labels 1..N, 0 background.
-    """
+    """Validate the 3-D particle step's settings; returns the spacing as a float64 array."""
     spacing = np.asarray(spacing_nm, dtype=np.float64)
     if spacing.shape != (3,) or not np.all(spacing > 0):
         raise ValueError(f"spacing_nm must be three positive numbers (z, y, x), got {spacing_nm!r}.")
@@ -63,14 +55,38 @@ def label_instances_3d(
         raise ValueError(f"marker_height_voxels must be >= 0, got {marker_height_voxels}.")
     if min_size_voxels < 1:
         raise ValueError(f"min_size_voxels must be >= 1, got {min_size_voxels}.")
-    mask = particle_mask(probability, threshold)
-    if not mask.any():
-        return np.zeros(mask.shape, dtype=np.int32)
+    return spacing
+
+
+def separate_mask_3d(
+    mask: np.ndarray, spacing_nm: Sequence[float], marker_height_voxels: float, min_size_voxels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split a ``(z, y, x)`` boolean particle mask into particles: a marker watershed on the distance transform.
+
+    :mod:`~rformer_monai.volumes.clusters` calls it on one cluster (a 26-connected part of the mask) at a time,
+    cropped to its bounding box plus one voxel: the cluster's distance transform and h-maxima are those of the
+    whole mask, and the watershed's order among equal distances no longer depends on the other clusters.
+
+    Args:
+        mask: particle voxels.
+        spacing_nm: ``(z, y, x)`` voxel spacing in nm.
+        marker_height_voxels: see :data:`DEFAULT_MARKER_HEIGHT_VOXELS`.
+        min_size_voxels: smaller particles are removed.
+
+    Returns:
+        ``(labels, first_marker_voxels)``: int32 labels numbered as their markers are (in raster order of each
+        marker's first voxel), removed particles leaving gaps in the numbering; and per label ``n`` (at
+        ``n - 1``) the flat index in ``mask`` of its marker's first voxel.
+    """
+    spacing = np.asarray(spacing_nm, dtype=np.float64)
     distance = ndi.distance_transform_edt(mask, sampling=spacing).astype(np.float32)
     height = np.float32(marker_height_voxels * spacing.min())
     maxima = h_maxima(distance, height) if height > 0 else (distance == ndi.maximum_filter(distance, size=3)) & mask
     markers, _ = ndi.label(maxima, structure=FULL_CONNECTIVITY)
     del maxima
+    marker_voxels = np.flatnonzero(markers)
+    _, first = np.unique(markers.ravel()[marker_voxels], return_index=True)
+    first_marker_voxels = marker_voxels[first]
     labels = watershed(-distance, markers, mask=mask).astype(np.int32)
     del distance, markers
     sizes = np.bincount(labels.ravel())
@@ -78,4 +94,4 @@ def label_instances_3d(
     small[0] = False
     if small.any():
         labels[small[labels]] = 0
-    return relabel_sequential(labels)[0].astype(np.int32)
+    return labels, first_marker_voxels

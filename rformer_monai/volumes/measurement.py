@@ -72,17 +72,26 @@ def surface_area(mask: np.ndarray, spacing_nm: Sequence[float]) -> float:
     return float(mesh_surface_area(vertices, faces))
 
 
-def measure_particles_3d(labels: np.ndarray, spacing_nm: Sequence[float]) -> dict[str, np.ndarray]:
-    """Measure every particle of a label volume.
+def measure_particles_3d(
+    labels: np.ndarray,
+    spacing_nm: Sequence[float],
+    origin: Sequence[int] = (0, 0, 0),
+    stack_shape: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
+    """Measure every particle of a label volume, or of a region of a stack that holds its particles whole.
 
     Args:
         labels: ``(z, y, x)`` integer labels, 0 background.
         spacing_nm: ``(z, y, x)`` voxel spacing in nm (ones give sizes in voxels).
+        origin: the ``(z, y, x)`` voxel of the stack at ``labels[0, 0, 0]``, for positions from the stack's corner.
+        stack_shape: the stack's shape, for ``touches_edge`` (default: ``labels.shape``).
 
     Returns:
         ``{column: array}`` with the columns of :data:`PARTICLE_COLUMNS_3D`, one entry per particle in label order.
     """
     labels, spacing = _check_labels_and_spacing(labels, spacing_nm)
+    origin = tuple(int(start) for start in origin)
+    stack_shape = labels.shape if stack_shape is None else tuple(int(side) for side in stack_shape)
     voxel_volume = float(np.prod(spacing))
     rows: dict[str, list] = {column: [] for column in PARTICLE_COLUMNS_3D}
     for index, box in enumerate(ndi.find_objects(labels), start=1):
@@ -94,10 +103,11 @@ def measure_particles_3d(labels: np.ndarray, spacing_nm: Sequence[float]) -> dic
             continue
         volume = count * voxel_volume
         area = surface_area(mask, spacing)
-        centroid = (np.array(ndi.center_of_mass(mask)) + [piece.start for piece in box] + 0.5) * spacing
-        low = np.array([piece.start for piece in box]) * spacing
-        high = np.array([piece.stop for piece in box]) * spacing
-        touches = any(piece.start == 0 or piece.stop == side for piece, side in zip(box, labels.shape))
+        start = [piece.start + offset for piece, offset in zip(box, origin)]
+        stop = [piece.stop + offset for piece, offset in zip(box, origin)]
+        centroid = (np.array(ndi.center_of_mass(mask)) + start + 0.5) * spacing
+        low, high = np.array(start) * spacing, np.array(stop) * spacing
+        touches = any(first == 0 or last == side for first, last, side in zip(start, stop, stack_shape))
         values = (
             index, volume, float(equivalent_sphere_diameter(volume)), area,
             math.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / area if area > 0 else float("nan"),

@@ -4,7 +4,8 @@ napari and Fiji), the 3-D particle table, the size distribution and orthogonal v
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,38 @@ UINT16_MAX_LABEL = np.iinfo(np.uint16).max
 FLOAT32_EXACT_INTEGERS = 2**24
 VIEWS_FIGURE_WIDTH_INCHES = 12.0
 VIEWS_DPI = 100
+NIFTI_GZIP_LEVEL = 1  # nibabel's own default for .nii.gz
+
+
+@dataclass(frozen=True)
+class SlabbedVolume:
+    """A ``(z, y, x)`` volume too large to hold, given by its z-slabs in order.
+
+    Attributes:
+        shape: the volume's shape.
+        dtype: the slabs' element type.
+        read_slabs: returns a fresh iterable of the ``(depth, y, x)`` slabs, first to last.
+        maximum: the largest value (a label volume's particle count), where the writer needs it.
+    """
+
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    read_slabs: Callable[[], Iterable[np.ndarray]]
+    maximum: float | None = None
+
+    def astype(self, dtype: np.dtype | type) -> SlabbedVolume:
+        """The same volume with every slab cast to ``dtype``."""
+        return SlabbedVolume(self.shape, np.dtype(dtype), lambda: (slab.astype(dtype) for slab in self.read_slabs()),
+                             self.maximum)
+
+
+def as_slabbed(volume: np.ndarray | SlabbedVolume) -> SlabbedVolume:
+    """An array as a :class:`SlabbedVolume` of one slab (a slabbed volume as it is)."""
+    if isinstance(volume, SlabbedVolume):
+        return volume
+    volume = np.asarray(volume)
+    return SlabbedVolume(volume.shape, volume.dtype, lambda: (volume,),
+                         float(volume.max(initial=0)) if volume.dtype.kind in "iub" else None)
 
 
 def label_dtype(max_label: int) -> np.dtype:
@@ -41,47 +74,72 @@ def label_dtype(max_label: int) -> np.dtype:
     raise ValueError(f"{max_label} particles: more than a label TIFF can hold exactly ({FLOAT32_EXACT_INTEGERS}).")
 
 
-def write_labels_nifti(path: str | os.PathLike, labels: np.ndarray, spacing_nm: Sequence[float]) -> Path:
+def write_labels_nifti(path: str | os.PathLike, labels: np.ndarray | SlabbedVolume, spacing_nm: Sequence[float]) -> Path:
     """Write a ``(z, y, x)`` label volume as NIfTI (stored x, y, z) with its spacing in micrometres in
-    ``pixdim``, the affine and ``xyzt_units``, atomically."""
+    ``pixdim``, the affine and ``xyzt_units``, atomically; slab by slab (NIfTI's x-fastest order is a C-order
+    z, y, x volume), so a :class:`SlabbedVolume` is never held whole."""
+    import gzip
+
     import nibabel
 
+    labels = as_slabbed(labels)
     z_nm, y_nm, x_nm = (float(value) / NM_PER_MICROMETRE for value in spacing_nm)
-    dtype = np.int32 if labels.max(initial=0) > UINT16_MAX_LABEL else np.uint16
-    image = nibabel.Nifti1Image(np.asarray(labels, dtype=dtype).transpose(2, 1, 0), np.diag([x_nm, y_nm, z_nm, 1.0]))
-    image.header.set_xyzt_units(xyz=NIFTI_SPATIAL_UNIT)
-    image.header.set_zooms((x_nm, y_nm, z_nm))
-    image.header.set_intent("label")
+    dtype = np.int32 if (labels.maximum or 0) > UINT16_MAX_LABEL else np.uint16
+    header = nibabel.Nifti1Image(np.zeros((1, 1, 1), dtype), np.diag([x_nm, y_nm, z_nm, 1.0])).header
+    header.set_data_shape(labels.shape[::-1])
+    header.set_xyzt_units(xyz=NIFTI_SPATIAL_UNIT)
+    header.set_zooms((x_nm, y_nm, z_nm))
+    header.set_intent("label")
+    header.set_slope_inter(1.0, 0.0)
+    stored = header.get_data_dtype()
 
     def write(temporary: Path) -> None:
-        named = temporary.with_name(temporary.name + LABELS_NIFTI_SUFFIX)  # nibabel picks gzip by the suffix
-        try:
-            nibabel.save(image, str(named))
-            os.replace(named, temporary)
-        finally:
-            named.unlink(missing_ok=True)
+        with gzip.open(temporary, "wb", compresslevel=NIFTI_GZIP_LEVEL) as stream:
+            header.write_to(stream)  # sets vox_offset; ends with the empty extension flag
+            stream.write(bytes(int(header["vox_offset"]) - stream.tell()))
+            for slab in labels.read_slabs():
+                stream.write(np.ascontiguousarray(slab, dtype=stored).data)
 
     return write_atomic(path, write)
 
 
-def write_imagej_stack(path: str | os.PathLike, volume: np.ndarray, spacing_nm: Sequence[float]) -> Path:
+def write_imagej_stack(path: str | os.PathLike, volume: np.ndarray | SlabbedVolume, spacing_nm: Sequence[float]) -> Path:
     """Write a ``(z, y, x)`` uint8/uint16/float32 stack as an ImageJ TIFF with its spacing in nm (resolution tags
-    and ImageJ's ``spacing`` and ``unit``), atomically."""
+    and ImageJ's ``spacing`` and ``unit``), atomically, one slice at a time."""
     import tifffile
 
+    volume = as_slabbed(volume)
     z_nm, y_nm, x_nm = (float(value) for value in spacing_nm)
     return write_atomic(
         path,
         lambda temporary: tifffile.imwrite(
-            temporary, volume, imagej=True, resolution=(1.0 / x_nm, 1.0 / y_nm),
+            temporary, (plane for slab in volume.read_slabs() for plane in slab), shape=volume.shape,
+            dtype=volume.dtype, imagej=True, resolution=(1.0 / x_nm, 1.0 / y_nm),
             metadata={"spacing": z_nm, "unit": IMAGEJ_UNIT, "axes": "ZYX"},
         ),
     )
 
 
-def write_labels_tiff(path: str | os.PathLike, labels: np.ndarray, spacing_nm: Sequence[float]) -> Path:
+def write_labels_tiff(path: str | os.PathLike, labels: np.ndarray | SlabbedVolume, spacing_nm: Sequence[float]) -> Path:
     """The label volume as an ImageJ TIFF stack (uint16, or float32 beyond 65535 particles) to scale."""
-    return write_imagej_stack(path, np.asarray(labels).astype(label_dtype(int(labels.max(initial=0)))), spacing_nm)
+    labels = as_slabbed(labels)
+    return write_imagej_stack(path, labels.astype(label_dtype(int(labels.maximum or 0))), spacing_nm)
+
+
+def centre_planes(volume: np.ndarray | SlabbedVolume, centre: Sequence[int]) -> tuple[np.ndarray, ...]:
+    """The ``(y, x)``, ``(z, x)`` and ``(z, y)`` planes through the voxel ``centre`` (z, y, x), slab by slab."""
+    volume = as_slabbed(volume)
+    depth, height, width = volume.shape
+    xy = np.zeros((height, width), volume.dtype)
+    xz, yz = np.zeros((depth, width), volume.dtype), np.zeros((depth, height), volume.dtype)
+    start = 0
+    for slab in volume.read_slabs():
+        stop = start + len(slab)
+        if start <= centre[0] < stop:
+            xy = np.array(slab[centre[0] - start])
+        xz[start:stop], yz[start:stop] = slab[:, centre[1], :], slab[:, :, centre[2]]
+        start = stop
+    return xy, xz, yz
 
 
 def write_particle_table_3d(path: str | os.PathLike, columns: Mapping[str, np.ndarray]) -> Path:

@@ -3,12 +3,13 @@
 Memory stays bounded during the network pass: one slice is read, normalised with the whole stack's intensity
 statistics (one streaming pass before), predicted by sliding windows and written as uint8 (probability x 255)
 to a ``.npy`` file beside the outputs with an ordinary write (:class:`SliceFile`); no more than one slice of
-float data is held. The 3-D particle
-step then holds the whole stack (a mask, its distance transform and the labels: about 13 bytes per voxel).
+float data is held. The 3-D particle step reads that file back slab by slab and cluster by cluster
+(:func:`~rformer_monai.volumes.clusters.particles_in_slabs`), and the label volume is written from disk slab by slab.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -22,17 +23,17 @@ import torch
 from tqdm.auto import tqdm
 
 from rformer_monai.inference.blocks import IntensityStatistics, normalise_block, predict_probability
+from rformer_monai.inference.particle_blocks import RawPlane
 from rformer_monai.particles import DEFAULT_PARTICLE_THRESHOLD
 from rformer_monai.particles.measurement import size_statistics
 from rformer_monai.transforms.pipelines import DEFAULT_INTENSITY
+from rformer_monai.volumes.clusters import particles_in_slabs, slabbed_file
 from rformer_monai.volumes.instances import (
     DEFAULT_MARKER_HEIGHT_VOXELS,
     DEFAULT_MIN_SIZE_VOXELS,
     PROBABILITY_LEVELS_UINT8,
-    label_instances_3d,
 )
 from rformer_monai.volumes.io import VolumeSource, find_stacks, open_stack, stack_stem
-from rformer_monai.volumes.measurement import measure_particles_3d
 from rformer_monai.volumes.outputs import (
     LABELS_NIFTI_SUFFIX,
     LABELS_TIFF_SUFFIX,
@@ -41,6 +42,7 @@ from rformer_monai.volumes.outputs import (
     SIZE_DISTRIBUTION_SUFFIX,
     STACK_OUTPUT_SUFFIXES,
     VIEWS_SUFFIX,
+    centre_planes,
     plot_orthogonal_views,
     plot_size_distribution_3d,
     write_imagej_stack,
@@ -60,41 +62,33 @@ SUMMARY_COLUMNS = ("stack", "particles", "particles_inside", "esd_mean_nm", "esd
                    "esd_d90_nm", "spacing_z_nm", "spacing_y_nm", "spacing_x_nm")
 
 
-class SliceFile:
+class SliceFile(RawPlane):
     """A ``(z, y, x)`` uint8 ``.npy`` file written one z-slice at a time with ``os.pwrite``: the written slices
     live in the page cache, not in the process (a memory map would count every touched page to its resident
-    memory). ``numpy.load(path, mmap_mode="r")`` reads it back.
+    memory). It is read back by slab or by region (:class:`~rformer_monai.inference.particle_blocks.RawPlane`),
+    or with ``numpy.load(path, mmap_mode="r")``.
     """
 
-    dtype = np.dtype(np.uint8)
-
     def __init__(self, path: str | os.PathLike, shape: Sequence[int]) -> None:
-        self.path = Path(path)
-        self.shape = tuple(int(side) for side in shape)
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": tuple(int(side) for side in shape)}
+        )
+        super().__init__(path, shape, np.uint8, header.getvalue())
         self._slice_bytes = self.shape[1] * self.shape[2]
-        with open(self.path, "wb") as handle:
-            np.lib.format.write_array_header_1_0(
-                handle, {"descr": self.dtype.str, "fortran_order": False, "shape": self.shape}
-            )
-            self._offset = handle.tell()
-            handle.truncate(self._offset + self.shape[0] * self._slice_bytes)
         self._descriptor = os.open(self.path, os.O_WRONLY)
 
     def __setitem__(self, index: int, plane: np.ndarray) -> None:
         plane = np.ascontiguousarray(plane, dtype=self.dtype)
         if plane.shape != self.shape[1:]:
             raise ValueError(f"a slice of {self.path} must have shape {self.shape[1:]}, got {plane.shape}.")
-        os.pwrite(self._descriptor, plane.tobytes(), self._offset + int(index) * self._slice_bytes)
+        os.pwrite(self._descriptor, plane.tobytes(), self.offset + int(index) * self._slice_bytes)
 
     def close(self) -> None:
+        """Close the writer (reading goes on)."""
         if self._descriptor >= 0:
             os.close(self._descriptor)
             self._descriptor = -1
-
-    def read(self) -> np.ndarray:
-        """The written volume, memory-mapped read-only (closes the writer)."""
-        self.close()
-        return np.load(self.path, mmap_mode="r")
 
 
 def stack_intensity_statistics(source: VolumeSource) -> IntensityStatistics:
@@ -240,20 +234,21 @@ def segment_stack(
             finally:
                 writer.close()
             spacing = source.spacing_nm
-        probability = writer.read()
         if save_probability:
-            write_imagej_stack(output_dir / f"{stem}{PROBABILITY_SUFFIX}", probability, spacing)
-        labels = label_instances_3d(probability, spacing, threshold, marker_height_voxels, min_size_voxels)
-        del probability
-        columns = measure_particles_3d(labels, spacing)
+            write_imagej_stack(output_dir / f"{stem}{PROBABILITY_SUFFIX}", slabbed_file(writer), spacing)
+        particles = particles_in_slabs(
+            writer, work_dir, spacing, threshold, marker_height_voxels, min_size_voxels, progress=progress
+        )
+        columns = particles.columns
         write_particle_table_3d(output_dir / f"{stem}{PARTICLES_SUFFIX}", columns)
         inside = columns["esd_nm"][~columns["touches_edge"]]
         plot_size_distribution_3d(output_dir / f"{stem}{SIZE_DISTRIBUTION_SUFFIX}", inside, f"{stem}, inside the stack")
+        labels = particles.label_volume()
         centre = tuple(side // 2 for side in labels.shape)
         plot_orthogonal_views(
             output_dir / f"{stem}{VIEWS_SUFFIX}",
             (planes["xy"], planes["xz"], planes["yz"]),
-            (labels[centre[0]], labels[:, centre[1], :], labels[:, :, centre[2]]),
+            centre_planes(labels, centre),
             spacing,
             centre,
         )
