@@ -92,6 +92,21 @@ def _held_out_split(workflow) -> dict[str, Any]:
     }
 
 
+def trained_folds(cv_dir: Path, folds: Sequence[int] | None = None) -> list[int]:
+    """The folds of ``cv_dir`` that have a ``model.pt``, or only ``folds`` (each checked to have one).
+
+    Raises:
+        FileNotFoundError: when no fold, or one of ``folds``, has a ``model.pt``.
+    """
+    trained = sorted(int(path.parent.name.split("_")[1]) for path in cv_dir.glob(f"fold_*/{BEST_MODEL_FILENAME}"))
+    if not trained:
+        raise FileNotFoundError(f"{cv_dir}: no fold_*/model.pt (run 'python -m research.cv run' first).")
+    untrained = sorted(set(folds or ()) - set(trained))
+    if untrained:
+        raise FileNotFoundError(f"{cv_dir}: no model.pt for fold(s) {untrained}; trained folds: {trained}.")
+    return sorted(set(folds)) if folds else trained
+
+
 def _check_split(fold_dir: Path, workflow) -> None:
     """Raise when the fold's model was trained on a split other than the one ``workflow`` holds out: its
     held-out images would include images it trained on. Folds trained before the record existed pass."""

@@ -23,11 +23,10 @@ import numpy as np
 from ignite.engine import Engine, Events
 from skimage.segmentation import find_boundaries
 
-from research.cv import fold_evaluation
+from research.cv import fold_evaluation, trained_folds
 from research.separation_search import add_held_out_arguments
 from rformer_monai.particles.labelling import label_particles
 from rformer_monai.reports.figures import save_figure
-from rformer_monai.workflows.checkpoints import BEST_MODEL_FILENAME
 from rformer_monai.workflows.particle_handlers import INSTANCE_METRICS_NAME, InstanceEvaluationHandler
 
 logger = logging.getLogger("research.fit_check")
@@ -145,8 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_held_out_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    trained = sorted(int(path.parent.name.split("_")[1]) for path in args.cv_dir.glob(f"fold_*/{BEST_MODEL_FILENAME}"))
-    folds = sorted(set(args.folds)) if args.folds else trained
+    folds = trained_folds(args.cv_dir, args.folds)
     overrides = dict(args.set)
     rows = [check_fold(fold, args.dataset_dir, args.cv_dir, args.config, overrides) for fold in folds]
     (args.cv_dir / "fit_check.json").write_text(json.dumps(rows, indent=2, default=float))

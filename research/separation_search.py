@@ -57,7 +57,6 @@ from rformer_monai.particles import (
 )
 from rformer_monai.particles.labelling import label_particles
 from rformer_monai.transforms.io import pixel_size_from_meta
-from rformer_monai.workflows.checkpoints import BEST_MODEL_FILENAME
 from rformer_monai.workflows.particle_handlers import SEPARATION_KEY
 
 logger = logging.getLogger("research.separation_search")
@@ -155,17 +154,10 @@ def collect_held_out_predictions(
 ) -> list[HeldOutPrediction]:
     """Predict every fold's held-out images with that fold's ``model.pt``: the folds found in ``cv_dir``, or
     only ``folds`` (to compare runs that trained some folds on the same images)."""
-    from research.cv import fold_evaluation
+    from research.cv import fold_evaluation, trained_folds
 
-    trained = sorted(int(path.parent.name.split("_")[1]) for path in cv_dir.glob(f"fold_*/{BEST_MODEL_FILENAME}"))
-    if not trained:
-        raise FileNotFoundError(f"{cv_dir}: no fold_*/model.pt (run 'python -m research.cv run' first).")
-    untrained = sorted(set(folds or ()) - set(trained))
-    if untrained:
-        raise FileNotFoundError(f"{cv_dir}: no model.pt for fold(s) {untrained}; trained folds: {trained}.")
-    folds = sorted(set(folds)) if folds else trained
     predictions = []
-    for fold in folds:
+    for fold in trained_folds(cv_dir, folds):
         workflow = fold_evaluation(fold, dataset_dir, cv_dir, extra_configs, {**(overrides or {}), "validate#handlers": []})
         evaluator = workflow.parser.get_parsed_content("validate#evaluator")
         collector = PredictionCollector(fold)
