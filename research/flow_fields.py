@@ -144,10 +144,10 @@ def follow_flows(flows: np.ndarray, inside: np.ndarray, steps: int = DEFAULT_FOL
     return positions
 
 
-def _sinks(ends: np.ndarray, shape: tuple[int, int], min_size_px: int) -> np.ndarray:
-    """Labels (H, W) of the points where at least ``min_size_px`` followed pixels gather: the local maxima of
-    the end-point histogram, each widened by :data:`SINK_RADIUS_PX` over the histogram's support."""
-    rounded = np.rint(ends).astype(np.int64)
+def _sinks(rounded: np.ndarray, shape: tuple[int, int], min_size_px: int) -> np.ndarray:
+    """Labels (H, W) of the points where at least ``min_size_px`` followed pixels gather, from their end points
+    ``rounded`` (N, 2) to whole pixels: the local maxima of the end-point histogram, each widened by
+    :data:`SINK_RADIUS_PX` over the histogram's support."""
     histogram = np.bincount(rounded[:, 0] * shape[1] + rounded[:, 1], minlength=shape[0] * shape[1]).reshape(shape)
     window = 2 * SINK_RADIUS_PX + 1
     gathered = ndi.uniform_filter(histogram.astype(np.float64), window) * window**2
@@ -179,9 +179,8 @@ def flow_particles(
     labels = np.zeros(inside.shape, dtype=np.int64)
     if not inside.any():
         return labels.astype(np.int32)
-    ends = follow_flows(flows, inside)
-    sinks = _sinks(ends, inside.shape, min_size_px)
-    rounded = np.rint(ends).astype(np.int64)
+    rounded = np.rint(follow_flows(flows, inside)).astype(np.int64)
+    sinks = _sinks(rounded, inside.shape, min_size_px)
     labels[inside] = sinks[rounded[:, 0], rounded[:, 1]]
     count = int(labels.max(initial=0))
     if count:
