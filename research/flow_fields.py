@@ -34,6 +34,8 @@ DEFAULT_FOLLOW_STEPS = 200
 """Steps of one pixel (at most) that every particle pixel moves along the flows (Cellpose's default)."""
 SINK_RADIUS_PX = 2
 """Pixels gathered within this Chebyshev distance of a sink belong to it."""
+DEFAULT_MASK_THRESHOLD = 0.5
+"""Particle probability above which a pixel follows the flows (Cellpose's cell probability 0 as a logit)."""
 DEFAULT_FLOW_ERROR = 0.4
 """Mean squared difference between a particle's predicted and recomputed unit flows above which it is dropped
 (Cellpose's default flow threshold)."""
@@ -162,7 +164,7 @@ def _sinks(rounded: np.ndarray, shape: tuple[int, int], min_size_px: int) -> np.
 def flow_particles(
     probability: np.ndarray,
     separation: np.ndarray,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_MASK_THRESHOLD,
     flow_error: float = DEFAULT_FLOW_ERROR,
     min_size_px: int = DEFAULT_MIN_SIZE_PX,
 ) -> np.ndarray:
