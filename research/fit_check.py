@@ -96,9 +96,10 @@ class MergeCollector:
 
 def draw_merges(merges: Sequence[Merge], path: Path) -> Path:
     """One panel per merge: the image, the true particles' outlines in green, the merged prediction's in red."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    figure, axes = plt.subplots(1, max(len(merges), 1), figsize=(3.2 * max(len(merges), 1), 3.4), squeeze=False)
+    figure = Figure(figsize=(3.2 * max(len(merges), 1), 3.4))
+    axes = figure.subplots(1, max(len(merges), 1), squeeze=False)
     for axis, merge in zip(axes[0], merges):
         axis.imshow(merge.image, cmap="gray")
         for outline, colour in ((find_boundaries(merge.truth), (0.1, 0.9, 0.1)), (find_boundaries(merge.prediction), (1.0, 0.1, 0.1))):
