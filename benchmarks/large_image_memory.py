@@ -1,13 +1,14 @@
-"""Time and peak resident memory of the bundle's inference (every output: mask, labels, particle table, overlay,
-size plot) on synthetic micrographs of growing size, each in a fresh process.
+"""Time and peak resident memory of the bundle's inference (its ``analysis`` in inference.json, every output: mask,
+labels, particle table, ROIs, overlay, size plot, record) on synthetic micrographs of growing size, each in a fresh
+process.
 
     python benchmarks/large_image_memory.py [--sizes 1024x768 8192x8192 16384x16384] [--network bundle|identity]
         [--threads 1] [--block_size 4096] [--sw_batch_size 4] [--masks_only] [--work_dir DIR]
 
 The micrograph is a lattice of bright disks on a textured background with a 5 % data bar, written as an
 uncompressed 8-bit TIFF strip by strip. ``--network bundle`` is the bundle's network with its shipped weights;
-``identity`` a 1x1 convolution (weight 1, bias 0) on z-scored blocks, which measures the streaming and the
-particle step without the network's cost. Prints one markdown row per size: seconds, megapixels per second,
+``identity`` a 1x1 convolution (weight 1, bias 0) on z-scored blocks, which measures the preparation, the streaming
+and the particle step without the network's cost. Prints one markdown row per size: seconds, megapixels per second,
 particles, peak resident memory (VmHWM). ``--masks_only`` leaves out the particle step (the mask alone).
 """
 
@@ -54,34 +55,32 @@ def write_micrograph(path: Path, height: int, width: int) -> Path:
 
 def child(arguments: argparse.Namespace) -> None:
     import torch
-    from monai.inferers import SlidingWindowInferer
+    from monai.bundle import ConfigParser
 
-    from rformer_monai.inference import analyse_micrograph, load_bundle_inference
     from rformer_monai.inference.memory import peak_resident_bytes
 
     torch.set_num_threads(arguments.threads)
-    intensity = "unit"
-    if arguments.network == "bundle":
-        parts = load_bundle_inference(BUNDLE, override={"device": "cpu", "sw_batch_size": arguments.sw_batch_size})
-        network, inferer, intensity = parts.network, parts.inferer, parts.intensity
-    else:
-        network = torch.nn.Conv2d(1, 1, 1)
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "inference.json"))
+    overrides = {
+        "bundle_root": str(BUNDLE),
+        "device": "$torch.device('cpu')",
+        "output_dir": arguments.output_dir,
+        "sw_batch_size": arguments.sw_batch_size,
+        "block_size": arguments.block_size,
+        "pixel_size_nm": 1.0,
+    }
+    if arguments.network == "identity":
+        overrides.update(trained_network="$torch.nn.Conv2d(1, 1, 1)", intensity="zscore")
+    for key, value in overrides.items():
+        parser[key] = value
+    analysis = parser.get_parsed_content("analysis")
+    if arguments.network == "identity":
         with torch.no_grad():
-            network.weight.fill_(1.0)
-            network.bias.zero_()
-        inferer = SlidingWindowInferer((256, 256), sw_batch_size=arguments.sw_batch_size, overlap=0.25, mode="gaussian")
-        intensity = "zscore"
+            analysis.network.weight.fill_(1.0)
+            analysis.network.bias.zero_()
     start = time.perf_counter()
-    row = analyse_micrograph(
-        arguments.child,
-        arguments.output_dir,
-        network,
-        inferer,
-        block_size=arguments.block_size,
-        intensity=intensity,
-        pixel_size_nm=1.0,
-        particles=not arguments.masks_only,
-    )
+    row = analysis(arguments.child, particles=not arguments.masks_only)
     print(
         json.dumps(
             {

@@ -6,8 +6,8 @@
     >>> result.particles["ECD_nm"]                   # one row per particle: the particle CSV's columns
     >>> result.pixel_size_nm, result.pixel_size_source
 
-The network, the transforms, the sliding window, the threshold and the particle step are all built from the
-bundle's ``inference.json`` (one source of settings), so the mask equals the bundle inference's
+It runs the bundle's own analysis of one micrograph (``inference.json``'s ``analysis``: one source of settings and
+one code path) into a temporary folder and reads the outputs back, so the mask is the bundle inference's
 ``<stem>_mask.tif`` and the table its ``<stem>_particles.csv``.
 """
 
@@ -16,26 +16,29 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 import torch
 from monai.bundle import ConfigParser
-from monai.data import MetaTensor
 
 from rformer_monai.bundle_location import INFERENCE_CONFIG, find_bundle_root
+from rformer_monai.files import MASK_SUFFIX
 from rformer_monai.particles.imagej import table_rows
-from rformer_monai.reports.summary import image_summary
-from rformer_monai.transforms.io import Micrograph, read_micrograph
-from rformer_monai.workflows.masks import SaveMaskd
+from rformer_monai.reports.summary import IMAGE_RECORD_SUFFIX, read_particle_csv
+from rformer_monai.reports.tables import ECD_VALUES_KEY, LABELS_SUFFIX, PARTICLES_SUFFIX
 
 __all__ = ["Segmentation", "Segmenter", "segment"]
 
 ARRAY_NAME = "array"
-"""``filename_or_obj`` of an image given as an array."""
+"""The stem of an image given as an array."""
+TEXT_COLUMNS = ("pixel_size_source",)
+"""Columns of the particle table that hold text."""
 
 
 @dataclass
@@ -111,16 +114,7 @@ class Segmenter:
         for key, value in (override or {}).items():
             parser[key] = value
         self.parser = parser
-        self.device = parser.get_parsed_content("device")
-        self.amp = bool(parser.get_parsed_content("amp"))
-        self.threshold = float(parser.get_parsed_content("threshold"))
-        self.network = parser.get_parsed_content("network").eval()
-        self.inferer = parser.get_parsed_content("inferer")
-        postprocessing = parser.get_parsed_content("postprocessing")
-        postprocessing.transforms = tuple(step for step in postprocessing.transforms if not isinstance(step, SaveMaskd))
-        self.postprocessing = postprocessing
-        self.particle_analysis = parser.get_parsed_content("particle_analysis")
-        self.preprocessing = parser.get_parsed_content("preprocessing")  # the instance Invertd inverts
+        self.analysis = parser.get_parsed_content("analysis")
 
     def __call__(self, image: str | os.PathLike | np.ndarray, pixel_size_nm: float | None = None) -> Segmentation:
         """Segment one micrograph: a file path or a 2-D (H, W) array (grey values as stored).
@@ -134,53 +128,50 @@ class Segmenter:
         """
         if pixel_size_nm is not None and not (math.isfinite(float(pixel_size_nm)) and float(pixel_size_nm) > 0):
             raise ValueError(f"pixel_size_nm must be a positive number or None, got {pixel_size_nm!r}.")
-        if isinstance(image, (str, os.PathLike)):
-            item = read_micrograph(image, pixel_size_nm=pixel_size_nm)
-            item.meta["filename_or_obj"] = str(image)
-            raw, stem = item.array, Path(image).stem
-        else:
-            raw = np.asarray(image)
-            if raw.ndim != 2:
-                raise ValueError(f"image must be a file path or a 2-D (H, W) array, got shape {raw.shape}.")
-            meta = {
-                "filename_or_obj": ARRAY_NAME,
-                "pixel_size_nm": math.nan if pixel_size_nm is None else float(pixel_size_nm),
-                "pixel_size_source": "unknown" if pixel_size_nm is None else "given",
-                "colour_conversion": "none",
-                "source_dtype": str(raw.dtype),
-                "source_max": float(np.iinfo(raw.dtype).max) if np.issubdtype(raw.dtype, np.integer) else 1.0,
-            }
-            item, stem = Micrograph(raw, meta), ARRAY_NAME
-        sample = self.preprocessing({"image": item})
-        batch = sample["image"].unsqueeze(0).to(self.device)
-        with torch.no_grad(), torch.autocast(self.device.type, enabled=self.amp):
-            logits = self.inferer(batch, self.network)
-        prediction = logits[0].float().cpu()
-        if not isinstance(prediction, MetaTensor):
-            prediction = MetaTensor(prediction)
-        prediction.meta = dict(sample["image"].meta)
-        sample["pred"] = prediction
-        sample = self.postprocessing(sample)
-        probability = sample["pred"].detach().cpu().float().numpy()[0]
-        analysis = self.particle_analysis.analyse(sample, image=raw)
-        record = {
-            "stem": stem,
-            "unit": analysis.pixel_size.unit,
-            "pixel_size_nm": analysis.pixel_size.nm,
-            "pixel_size_source": analysis.pixel_size.source,
-            "sample_area": analysis.sample_area,
-        }
-        summary = image_summary(analysis.table, record)
-        summary.pop("ecd_values")
+        settings = {} if pixel_size_nm is None else {"pixel_size_nm": float(pixel_size_nm)}
+        with tempfile.TemporaryDirectory(prefix="rformer-segment-") as folder:
+            output_dir = Path(folder)
+            if isinstance(image, (str, os.PathLike)):
+                path = Path(image)
+            else:
+                array = np.asarray(image)
+                if array.ndim != 2:
+                    raise ValueError(f"image must be a file path or a 2-D (H, W) array, got shape {array.shape}.")
+                path = output_dir / "input" / f"{ARRAY_NAME}.tif"
+                path.parent.mkdir()
+                tifffile.imwrite(path, array, resolution=None, metadata=None)
+            summary = self.analysis(path, output_dir, **settings)
+            stem = summary["stem"]
+            record = json.loads((output_dir / f"{stem}{IMAGE_RECORD_SUFFIX}").read_text(encoding="utf-8"))
+            mask = tifffile.imread(output_dir / f"{stem}{MASK_SUFFIX}") > 0
+            labels = tifffile.imread(output_dir / f"{stem}{LABELS_SUFFIX}").astype(np.int64)
+            particles = _typed_columns(read_particle_csv(output_dir / f"{stem}{PARTICLES_SUFFIX}"))
+        summary.pop(ECD_VALUES_KEY)
         return Segmentation(
-            mask=probability > self.threshold,
-            labels=analysis.labels.astype(np.int64),
-            particles=analysis.table,
-            pixel_size_nm=analysis.pixel_size.nm,
-            pixel_size_source=analysis.pixel_size.source,
+            mask=mask,
+            labels=labels,
+            particles=particles,
+            pixel_size_nm=record["pixel_size_nm"],
+            pixel_size_source=record["pixel_size_source"],
             summary=summary,
-            warnings=analysis.warnings,
+            warnings=list(record["warnings"]),
         )
+
+
+def _typed_columns(columns: Mapping[str, Sequence[str]]) -> dict[str, np.ndarray]:
+    """A particle CSV's columns of strings as arrays: ``label`` int, ``touches_edge`` bool, text columns as they
+    are, the measurements float (an empty cell NaN)."""
+    typed: dict[str, np.ndarray] = {}
+    for name, cells in columns.items():
+        if name == "label":
+            typed[name] = np.asarray([int(cell) for cell in cells], dtype=np.int64)
+        elif name == "touches_edge":
+            typed[name] = np.asarray([cell.strip().lower() in ("true", "1") for cell in cells], dtype=bool)
+        elif name in TEXT_COLUMNS:
+            typed[name] = np.asarray(cells, dtype=object)
+        else:
+            typed[name] = np.asarray([float(cell) if cell else math.nan for cell in cells], dtype=np.float64)
+    return typed
 
 
 _SEGMENTERS: dict[str, Segmenter] = {}

@@ -24,6 +24,7 @@ __all__ = [
     "MIN_CONTRAST_SCORE",
     "MIN_FOREGROUND_FRACTION",
     "MIN_MEAN_MARGIN",
+    "TrustTally",
     "trust_statistics",
     "trust_warning",
 ]
@@ -46,6 +47,39 @@ MIN_MEAN_MARGIN = 0.9
 MIN_CONTRAST_SCORE = 0.4
 
 
+class TrustTally:
+    """The sums behind :func:`trust_statistics`, added up over the parts of a probability map read one at a time
+    (the blocks of a large micrograph).
+
+    Args:
+        threshold: probability above which a pixel is particle.
+    """
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+        self.pixels = 0
+        self.foreground = 0
+        self.margin = 0.0
+
+    def add(self, probability: np.ndarray) -> TrustTally:
+        """Add the pixels of one part of the sample area."""
+        probability = np.asarray(probability, dtype=np.float64)
+        self.pixels += probability.size
+        self.foreground += int(np.count_nonzero(probability > self.threshold))
+        self.margin += float(np.abs(2.0 * probability - 1.0).sum())
+        return self
+
+    def statistics(self, contrast_score: float | None) -> dict[str, float]:
+        """The statistics of :func:`trust_statistics` over every pixel added."""
+        if self.pixels == 0:
+            raise ValueError("probability must hold at least one pixel, got an empty array.")
+        return {
+            "foreground_fraction": self.foreground / self.pixels,
+            "mean_margin": self.margin / self.pixels,
+            "contrast_score": float("nan") if contrast_score is None else float(contrast_score),
+        }
+
+
 def trust_statistics(probability: np.ndarray, contrast_score: float | None, threshold: float = 0.5) -> dict[str, float]:
     """The statistics the trust check compares: ``foreground_fraction`` (of ``probability > threshold``),
     ``mean_margin`` (mean ``|2 p - 1|``) and ``contrast_score`` (NaN when unknown).
@@ -55,14 +89,7 @@ def trust_statistics(probability: np.ndarray, contrast_score: float | None, thre
         contrast_score: the contrast score of the image the network saw, or None.
         threshold: probability above which a pixel is particle.
     """
-    probability = np.asarray(probability, dtype=np.float64)
-    if probability.size == 0:
-        raise ValueError("probability must hold at least one pixel, got an empty array.")
-    return {
-        "foreground_fraction": float(np.mean(probability > threshold)),
-        "mean_margin": float(np.mean(np.abs(2.0 * probability - 1.0))),
-        "contrast_score": float("nan") if contrast_score is None else float(contrast_score),
-    }
+    return TrustTally(threshold).add(probability).statistics(contrast_score)
 
 
 def trust_warning(statistics: dict[str, float]) -> str:

@@ -1,5 +1,5 @@
-"""Inference beyond the bundle's whole-image loop: micrographs of any size in blocks streamed from and to disk,
-and test-time augmentation. ``python -m rformer_monai.inference`` runs it with a bundle's network."""
+"""The bundle's inference: micrographs of any size prepared, segmented and analysed in blocks streamed from and
+to disk, and test-time augmentation. ``python -m rformer_monai.inference`` runs it with a bundle's network."""
 
 from rformer_monai.inference.blocks import (
     DEFAULT_BLOCK_SIZE,
@@ -18,6 +18,7 @@ from rformer_monai.inference.blocks import (
 )
 from rformer_monai.inference.bundle import BundleInference, load_bundle_inference
 from rformer_monai.inference.particle_blocks import RawPlane, stitched_particles
+from rformer_monai.inference.preparation import PreparedMicrograph, prepare_micrograph
 from rformer_monai.inference.streaming import MicrographAnalysis, analyse_micrograph
 from rformer_monai.inference.tta import TTA_MODES, DihedralTTA, with_tta
 
@@ -29,6 +30,7 @@ __all__ = [
     "DihedralTTA",
     "IntensityStatistics",
     "MicrographAnalysis",
+    "PreparedMicrograph",
     "RawPlane",
     "analyse_micrograph",
     "data_bar_rows",
@@ -39,6 +41,7 @@ __all__ = [
     "plan_blocks",
     "predict_outputs",
     "predict_probability",
+    "prepare_micrograph",
     "segment_large_micrograph",
     "stitched_particles",
     "stitching_options",

@@ -1,16 +1,14 @@
-"""Run the bundle's streamed inference on micrographs of any size: a thin alias of ``monai.bundle run`` with
-inference_large.json.
+"""Run the bundle's inference on micrographs of any size: a thin alias of ``monai.bundle run`` with
+inference.json.
 
     python -m rformer_monai.inference IN OUT --bundle_root bundles/residualformer_sem [--block_size 4096]
         [--config_file F ...] [--ckpt_path P] [--device cpu] [--amp | --no-amp] [--tta dihedral]
         [--threads N] [--override KEY=VALUE ...]
 
 IN is a micrograph or a folder searched recursively; every input gets the bundle's outputs in OUT (mask, labels,
-particle table, overlay, size plot; summary.csv for the run), computed block by block
-(:func:`rformer_monai.inference.analyse_micrograph`), exactly as ``monai.bundle run`` with the same config. It
-has inference_large.json's limits (bright particles, no background flattening or trust check; see its
-``_desc_``); ``monai.bundle run`` with inference.json (or ``rformer segment``) gives the full outputs for images
-that fit in memory.
+particle table, ROIs, overlay, size plot, record; summary.csv, run.json and report.html for the folder), computed
+block by block (:func:`rformer_monai.inference.analyse_micrograph`), exactly as ``monai.bundle run`` or
+``rformer segment`` with the same config.
 """
 
 from __future__ import annotations
@@ -25,14 +23,12 @@ import torch
 from monai.bundle import ConfigWorkflow
 
 from rformer_monai.folders import OutputFolderError, claim_output_folder
-from rformer_monai.inference.bundle import parse_override
+from rformer_monai.inference.bundle import INFERENCE_CONFIG, parse_override
 from rformer_monai.inference.tta import TTA_MODES
 from rformer_monai.workflows.errors import FailedInputsError, find_user_error
 
 logger = logging.getLogger("rformer_monai.inference")
 
-LARGE_INFERENCE_CONFIG = Path("configs") / "inference_large.json"
-"""The streamed inference this command runs by default (inference.json holds the whole image in memory)."""
 
 AMP_DTYPES = ("float16", "bfloat16")
 
@@ -42,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("input", type=Path, help="a micrograph, or a folder searched recursively")
     parser.add_argument("output_dir", type=Path, help="folder of the outputs")
     parser.add_argument("--bundle_root", type=Path, required=True, help="the bundle folder")
-    parser.add_argument("--config_file", nargs="+", type=Path, help="configs merged in order (default inference_large.json)")
+    parser.add_argument("--config_file", nargs="+", type=Path, help="configs merged in order (default inference.json)")
     parser.add_argument("--ckpt_path", type=Path, help="trained weights (default the config's ckpt_path)")
     parser.add_argument("--device", help="where the network runs, e.g. cpu or cuda:0 (default the config's device)")
     parser.add_argument(
@@ -90,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OutputFolderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    config_files = arguments.config_file or [arguments.bundle_root / LARGE_INFERENCE_CONFIG]
+    config_files = arguments.config_file or [arguments.bundle_root / INFERENCE_CONFIG]
     missing = [str(file) for file in config_files if not Path(file).is_file()]
     if missing:
         print(f"error: config file not found: {', '.join(missing)}", file=sys.stderr)

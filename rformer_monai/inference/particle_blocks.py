@@ -36,13 +36,14 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from rformer_monai.particles.measurement import measure_particles
+from rformer_monai.particles.imagej import PixelSize, particle_table
 from rformer_monai.particles.separation import (
     DEFAULT_VALLEY_GAIN,
     VALLEY_FOOTPRINT_PX,
     particle_step_maps,
     separate_particles,
 )
+from rformer_monai.reports.roi import particle_outlines
 
 logger = logging.getLogger(__name__)
 
@@ -237,13 +238,15 @@ def stitched_particles(
     separation: RawPlane | None,
     labels: RawPlane,
     sample_rows: int,
-    pixel_size_nm: float | None,
+    pixel_size: PixelSize,
     threshold: float,
     valley_gain: float = DEFAULT_VALLEY_GAIN,
     separation_map: Callable[[np.ndarray], np.ndarray] | None = None,
     block_size: int = DEFAULT_PARTICLE_BLOCK_SIZE,
     halo: int = DEFAULT_PARTICLE_HALO_PX,
     max_halo: int = DEFAULT_MAX_PARTICLE_HALO_PX,
+    image: Callable[[slice, slice], np.ndarray] | None = None,
+    outlines: dict[int, np.ndarray] | None = None,
     **separation_kwargs: Any,
 ) -> dict[str, np.ndarray]:
     """Separate, label and measure the particles of a whole image block by block (see the module docstring).
@@ -253,18 +256,21 @@ def stitched_particles(
         separation: (C, H, W) float32 separation outputs of a network that has them, or None.
         labels: (H, W) ``uint32`` plane (zeros) that receives the particle labels; the data bar stays 0.
         sample_rows: rows above the data bar, where particles are analysed.
-        pixel_size_nm: pixel size in nm, or None (sizes in pixels).
+        pixel_size: the pixel size (``nm=None``: sizes in pixels) and its source.
         threshold: particle threshold of the (valley-deepened) probability.
         valley_gain: see :func:`~rformer_monai.particles.deepen_valleys`.
         separation_map: turns separation outputs (C, h, w) into the (h, w) map the watershed cuts along.
         block_size: target side of a block's core in pixels.
         halo: first context around a core, pixels (doubled where a block needs more).
         max_halo: largest halo grown for clusters of particles (particles that would be cut grow it further).
+        image: reads rows x columns of the micrograph as stored, for the table's ``Mean``; None leaves it NaN.
+        outlines: where given, receives every particle's outline (label -> ImageJ polygon,
+            :func:`~rformer_monai.reports.particle_outlines`) in the image's coordinates.
         **separation_kwargs: those of :func:`~rformer_monai.particles.separate_particles`.
 
     Returns:
-        The particle table of :func:`~rformer_monai.particles.measure_particles` over the whole sample,
-        ordered by label.
+        The particle table of :func:`~rformer_monai.particles.particle_table` (ImageJ's measurements) over the
+        whole sample, ordered by label.
 
     Raises:
         ValueError: a non-positive ``block_size`` or negative ``halo``; a separation without a ``separation_map``.
@@ -332,9 +338,12 @@ def stitched_particles(
             current = labels.read(*particles.region)
             labels.write(*particles.region, np.where(block_labels > 0, block_labels, current))
             offset = (particles.region[0].start, particles.region[1].start)
-            table = measure_particles(block_labels, pixel_size_nm, offset=offset)
+            block_image = None if image is None else image(*particles.region)
+            table = particle_table(block_labels, pixel_size, image=block_image, offset=offset)
+            if outlines is not None:
+                outlines.update(particle_outlines(block_labels, offset))
             table["touches_edge"] = _border_flags(block_labels, particles.region, sample_shape, table["label"])
             tables.append(table)
     if not tables:  # an image without sample rows cannot reach here; kept for an empty grid
-        return measure_particles(np.zeros((1, 1), dtype=LABEL_DTYPE), pixel_size_nm)
+        return particle_table(np.zeros((1, 1), dtype=LABEL_DTYPE), pixel_size)
     return _concatenate(tables)

@@ -1,21 +1,23 @@
-"""The streamed inference for micrographs of any size (``configs/inference_large.json``): an image's outputs,
-computed in blocks. Bright particles only; no contrast decision, background flattening, trust check, ImageJ
-columns, ROIs or image record, which the bundle's whole-image ``inference.json`` gives.
+"""The bundle's inference of one micrograph of any size (``configs/inference.json``): every output, computed in
+blocks, with memory bounded by the block sizes, not the image.
 
-:func:`analyse_micrograph` writes, for one micrograph ``<stem>``:
-``<stem>_mask.tif``, ``<stem>_labels.tif``, ``<stem>_particles.csv``, ``<stem>_overlay.png``, ``<stem>_psd.png``
-(and ``<stem>_prob.tif`` on request), with memory bounded by the block sizes, not the image:
+:func:`analyse_micrograph` writes, for one micrograph ``<stem>`` (the files of
+:mod:`rformer_monai.reports.tables`): ``<stem>_mask.tif``, ``<stem>_labels.tif``, ``<stem>_particles.csv``,
+``<stem>_rois.zip``, ``<stem>_overlay.png``, ``<stem>_psd.png`` and, last, ``<stem>_image.json`` (and
+``<stem>_prob.tif`` on request):
 
-1. the network runs block by block (:mod:`rformer_monai.inference.blocks`: the same sliding windows as on the
+1. the image is prepared as the bundle's preprocessing would prepare it whole (data bar, contrast, background,
+   normalisation: :mod:`rformer_monai.inference.preparation`);
+2. the network runs block by block (:mod:`rformer_monai.inference.blocks`: the same sliding windows as on the
    whole image); the mask is streamed to a tiled TIFF, the probability and separation outputs to raw scratch
-   files in the output folder;
-2. the particle step runs in its own blocks with particles stitched across seams
+   files in the output folder, and the trust check (:mod:`rformer_monai.trust`) is tallied on the way;
+3. the particle step runs in its own blocks with particles stitched across seams
    (:mod:`rformer_monai.inference.particle_blocks`): one label per particle, measured once;
-3. labels are streamed to a tiled TIFF, the table and size plot written, and the overlay drawn on the image
-   (downsampled by a whole factor when a side exceeds :data:`OVERLAY_SOURCE_SIDE_PX`).
+4. labels, table, ROIs, overlay (drawn on the image downsampled by a whole factor when a side exceeds
+   :data:`OVERLAY_SOURCE_SIDE_PX`), size plot and record are written.
 
-:class:`StreamingEvaluator` runs it for every input of the bundle's datalist, with the bundle's failure log and
-handlers; :class:`RunSummaryHandler` writes the run's summary from the images' rows.
+On an image that fits in memory the outputs equal those of the whole image analysed at once (tested in
+``tests/inference/test_streaming.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ import torch
 from monai.inferers import SlidingWindowInferer
 from torch import nn
 
-from rformer_monai.files import MASK_SUFFIX, PROBABILITY_SUFFIX, TEMPORARY_SUFFIX, output_stem
+from rformer_monai.files import (
+    MASK_SUFFIX,
+    NM_PER_CENTIMETRE,
+    PROBABILITY_SUFFIX,
+    TEMPORARY_SUFFIX,
+    output_stem,
+    write_tiff_atomic,
+)
 from rformer_monai.inference.blocks import (
     DEFAULT_BLOCK_SIZE,
     OUTPUT_TILE,
@@ -42,8 +51,6 @@ from rformer_monai.inference.blocks import (
     _network_device,
     _tiles,
     data_bar_rows,
-    intensity_statistics,
-    normalise_block,
     plan_blocks,
     predict_outputs,
 )
@@ -55,27 +62,28 @@ from rformer_monai.inference.particle_blocks import (
     RawPlane,
     stitched_particles,
 )
+from rformer_monai.inference.preparation import prepare_micrograph
 from rformer_monai.metrics.segmentation import DEFAULT_THRESHOLD
-from rformer_monai.particles.measurement import summarize_particles
+from rformer_monai.particles.imagej import PixelSize
 from rformer_monai.particles.separation import DEFAULT_PARTICLE_THRESHOLD, DEFAULT_VALLEY_GAIN, separation_map
-from rformer_monai.reports.figures import plot_overlay, plot_size_distribution
+from rformer_monai.reports.figures import plot_overlay
+from rformer_monai.reports.roi import ROIS_SUFFIX, write_roi_zip
+from rformer_monai.reports.summary import WARNING_COLUMN
 from rformer_monai.reports.tables import (
-    ECD_VALUES_KEY,
     LABELS_SUFFIX,
     OVERLAY_SUFFIX,
     PARTICLES_SUFFIX,
-    PSD_SUFFIX,
     UINT16_MAX_LABEL,
+    calibration_warnings,
+    image_record,
+    write_image_summary,
     write_particle_csv,
 )
+from rformer_monai.transforms.contrast import CONTRAST_KEY, CONTRAST_SCORE_KEY, DEFAULT_CONTRAST
 from rformer_monai.transforms.dictionary import SEPARATION_CHANNELS
-from rformer_monai.transforms.io import (
-    MicrographSource,
-    check_micrograph_file,
-    open_micrograph,
-    pixel_size_from_meta,
-)
+from rformer_monai.transforms.io import MicrographSource, check_micrograph_file, open_micrograph, pixel_size_from_meta
 from rformer_monai.transforms.pipelines import DEFAULT_INTENSITY
+from rformer_monai.trust import TrustTally, trust_warning
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +91,10 @@ OVERLAY_SOURCE_SIDE_PX = 4096
 """Longest side of the image the overlay is drawn from; larger images are downsampled by a whole factor."""
 STRIP_ROWS = OUTPUT_TILE[0]
 """Rows read at a time when a scratch plane is streamed to a TIFF or downsampled."""
+IN_MEMORY_IMAGE_PIXELS = 1 << 26
+"""Largest output image (mask, labels, probability) gathered and written whole, as an ImageJ TIFF calibrated in nm
+(the whole-image analysis's file); larger ones are streamed to a tiled TIFF with the pixel size as resolution tags
+in centimetres (ImageJ's TIFF reader takes no tiles)."""
 
 
 def _plane_strips(plane: RawPlane, dtype: np.dtype) -> Iterator[np.ndarray]:
@@ -91,14 +103,26 @@ def _plane_strips(plane: RawPlane, dtype: np.dtype) -> Iterator[np.ndarray]:
         yield plane.read(slice(start, min(start + STRIP_ROWS, height)), slice(None)).astype(dtype, copy=False)
 
 
-def _write_plane(plane: RawPlane, path: Path, dtype: np.dtype) -> Path:
-    """Stream an (H, W) scratch plane to a zlib-compressed tiled TIFF written atomically."""
+def write_image_strips(
+    path: Path, strips: Iterator[np.ndarray], shape: tuple[int, int], dtype: np.dtype, pixel_size_nm: float | None
+) -> Path:
+    """Write an (H, W) image given as strips of rows, atomically: whole up to :data:`IN_MEMORY_IMAGE_PIXELS`
+    (:func:`~rformer_monai.files.write_tiff_atomic`), else as a zlib-compressed tiled TIFF; calibrated where the
+    pixel size is known."""
     import tifffile
 
-    height, width = plane.shape
+    height, width = shape
+    if height * width <= IN_MEMORY_IMAGE_PIXELS:
+        return write_tiff_atomic(path, np.concatenate(list(strips)).astype(dtype, copy=False), pixel_size_nm)
+    options: dict[str, Any] = {}
+    if pixel_size_nm is not None:
+        pixels_per_cm = NM_PER_CENTIMETRE / float(pixel_size_nm)
+        options.update(resolution=(pixels_per_cm, pixels_per_cm), resolutionunit="CENTIMETER")
     with _atomic_output(path) as temporary:
-        tiles = _tiles(_plane_strips(plane, dtype), width, OUTPUT_TILE)
-        tifffile.imwrite(temporary, tiles, shape=(height, width), dtype=dtype, tile=OUTPUT_TILE, compression="zlib")
+        tiles = _tiles(strips, width, OUTPUT_TILE)
+        tifffile.imwrite(
+            temporary, tiles, shape=(height, width), dtype=dtype, tile=OUTPUT_TILE, compression="zlib", **options
+        )
     return path
 
 
@@ -132,6 +156,8 @@ def analyse_micrograph(
     inferer: SlidingWindowInferer,
     block_size: int = DEFAULT_BLOCK_SIZE,
     intensity: str = DEFAULT_INTENSITY,
+    contrast: str = DEFAULT_CONTRAST,
+    flatten_background: bool = False,
     crop_bottom: int | None = None,
     pixel_size_nm: float | None = None,
     threshold: float = DEFAULT_THRESHOLD,
@@ -155,10 +181,12 @@ def analyse_micrograph(
     Args:
         path: the micrograph.
         output_dir: folder of the outputs (and of the scratch files, deleted at the end).
-        network: returns logits (B, 1 or 2, h, w): the particle mask, then a separation output.
+        network: returns logits (B, 1 or more, h, w): the particle mask, then separation outputs.
         inferer: a MONAI ``SlidingWindowInferer``; its window places the blocks.
         block_size: target side of a network block's core in pixels.
         intensity: ``"unit"``, ``"zscore"`` or ``"none"``; must match training.
+        contrast: the particles' polarity, ``"bright"``, ``"dark"`` or ``"auto"`` (decided per image).
+        flatten_background: subtract the smooth film background before the normalisation.
         crop_bottom: data-bar rows; ``None`` detects the bar.
         pixel_size_nm: overrides the file's pixel size.
         threshold: probability above which a pixel is particle in the mask.
@@ -170,7 +198,7 @@ def analyse_micrograph(
         particle_halo_px: first context around a particle block's core.
         max_particle_halo_px: largest context grown for clusters of particles.
         save_probability: also write ``<stem>_prob.tif`` (float32).
-        particles: run the particle step (labels, table, overlay, size plot); False writes the mask only.
+        particles: run the particle step and write its outputs; False writes the mask only.
         device: where the network runs; default the network's device.
         amp: run the network under ``torch.autocast``.
         amp_dtype: autocast dtype; default float16 on CUDA, bfloat16 on CPU.
@@ -178,8 +206,8 @@ def analyse_micrograph(
         progress: a progress bar over the network's blocks.
 
     Returns:
-        The image's summary row, as :func:`~rformer_monai.reports.analyse_mask` returns it (``stem`` and the
-        columns of ``summary.csv``, and the measured ECDs under ``ecd_values``); only ``stem`` without particles.
+        The image's ``summary.csv`` row (:func:`~rformer_monai.reports.summary.image_summary`, with the measured
+        ECDs under ``ecd_values``); only ``stem`` without particles.
 
     Raises:
         MicrographReadError: the input cannot be read.
@@ -205,18 +233,19 @@ def analyse_micrograph(
     try:
         with open_micrograph(path, output_dir if scratch_dir is None else scratch_dir, pixel_size_nm) as source:
             height, width = source.shape
-            pixel_size_nm = pixel_size_from_meta(source.meta)
+            pixel_size = PixelSize(pixel_size_from_meta(source.meta), str(source.meta.get("pixel_size_source", "unknown")))
             bar_rows = data_bar_rows(source, crop_bottom)
             rows = height - bar_rows
-            statistics = intensity_statistics(source, rows)
+            prepared = prepare_micrograph(source, rows, contrast, flatten_background, intensity)
             blocks = plan_blocks((rows, width), block_size, inferer.roi_size, inferer.overlap)
             logger.info("%s: %d x %d pixels, %d data-bar rows, %d blocks", path, height, width, bar_rows, len(blocks))
             keep_maps = particles or save_probability
             probability = plane("probability", (height, width), np.float32) if keep_maps else None
+            trust = TrustTally()
 
             def core_probabilities() -> Iterator[tuple[Any, np.ndarray]]:
                 for block in blocks:
-                    image = normalise_block(source.read(*block.region), intensity, statistics)
+                    image = prepared.block(*block.region)
                     outputs = predict_outputs(image, network, inferer, device, amp=amp, amp_dtype=amp_dtype)
                     if not particles and len(outputs) not in (1, SEPARATION_CHANNELS):
                         raise ValueError(
@@ -224,6 +253,7 @@ def analyse_micrograph(
                             f"(one channel, or {SEPARATION_CHANNELS} with a separation output after them)."
                         )
                     outputs = outputs[(slice(None), *block.core_in_region)]
+                    trust.add(outputs[0])
                     if keep_maps:
                         probability.write(*block.core, outputs[0])
                         if particles and len(outputs) > 1:
@@ -232,57 +262,59 @@ def analyse_micrograph(
                             planes["separation"].write(*block.core, outputs[1:])
                     yield block, outputs[0]
 
-            tiles = _tiles(_mask_strips(core_probabilities(), width, bar_rows, threshold), width, OUTPUT_TILE)
-            import tifffile
-
-            with _atomic_output(output_dir / f"{stem}{MASK_SUFFIX}") as temporary:
-                tifffile.imwrite(
-                    temporary, tiles, shape=(height, width), dtype=np.uint8, tile=OUTPUT_TILE, compression="zlib"
-                )
+            mask_strips = _mask_strips(core_probabilities(), width, bar_rows, threshold)
+            write_image_strips(output_dir / f"{stem}{MASK_SUFFIX}", mask_strips, (height, width), np.uint8, pixel_size.nm)
             if save_probability:
-                _write_plane(probability, output_dir / f"{stem}{PROBABILITY_SUFFIX}", np.dtype(np.float32))
+                write_image_strips(
+                    output_dir / f"{stem}{PROBABILITY_SUFFIX}", _plane_strips(probability, np.dtype(np.float32)),
+                    (height, width), np.dtype(np.float32), pixel_size.nm,
+                )
             if not particles:
                 return {"stem": stem}
+            warning = trust_warning(trust.statistics(prepared.contrast_score))
+            if warning:
+                logger.warning("%s: %s", path, warning)
             labels = plane("labels", (height, width), LABEL_DTYPE)
-            columns = stitched_particles(
+            outlines: dict[int, np.ndarray] = {}
+            table = stitched_particles(
                 probability,
                 planes.get("separation"),
                 labels,
                 rows,
-                pixel_size_nm,
+                pixel_size,
                 particle_threshold,
                 valley_gain=valley_gain,
                 separation_map=separation_map,
                 block_size=particle_block_size,
                 halo=particle_halo_px,
                 max_halo=max_particle_halo_px,
+                image=source.read,
+                outlines=outlines,
                 **dict(separation or {}),
             )
-            count = len(columns["label"])
-            _write_plane(
-                labels,
-                output_dir / f"{stem}{LABELS_SUFFIX}",
-                np.dtype(np.uint16 if count <= UINT16_MAX_LABEL else np.uint32),
+            label_dtype = np.dtype(np.uint16 if len(table["label"]) <= UINT16_MAX_LABEL else np.uint32)
+            write_image_strips(
+                output_dir / f"{stem}{LABELS_SUFFIX}", _plane_strips(labels, label_dtype), (height, width), label_dtype,
+                pixel_size.nm,
             )
-            write_particle_csv(output_dir / f"{stem}{PARTICLES_SUFFIX}", columns)
-            unit_length = 1.0 if pixel_size_nm is None else float(pixel_size_nm)
-            summary = summarize_particles(columns, rows * width * unit_length**2)
-            unit = summary["unit"]
-            measured_ecd = np.asarray(columns[f"ecd_{unit}"])[~np.asarray(columns["touches_edge"], dtype=bool)]
-            plot_overlay(output_dir / f"{stem}{OVERLAY_SUFFIX}", *_overlay_inputs(source, labels, rows, pixel_size_nm))
-            plot_size_distribution(output_dir / f"{stem}{PSD_SUFFIX}", measured_ecd, unit, title=stem)
+            write_particle_csv(output_dir / f"{stem}{PARTICLES_SUFFIX}", table)
+            write_roi_zip(output_dir / f"{stem}{ROIS_SUFFIX}", outlines)
+            edge_labels = table["label"][np.asarray(table["touches_edge"], dtype=bool)]
+            plot_overlay(
+                output_dir / f"{stem}{OVERLAY_SUFFIX}", *_overlay_inputs(source, labels, rows, pixel_size.nm), edge_labels
+            )
+            extra = {
+                CONTRAST_KEY: prepared.contrast,
+                CONTRAST_SCORE_KEY: prepared.contrast_score,
+                WARNING_COLUMN: warning,
+            }
+            record = image_record(
+                stem, str(path), (height, width), bar_rows, pixel_size, calibration_warnings(pixel_size, str(path)), extra
+            )
+            return write_image_summary(output_dir, table, record)
     finally:
         for scratch in planes.values():
             scratch.remove()
-    logger.info(
-        "%s: %d particles (%d off the border), median ECD %.4g %s",
-        stem,
-        summary["particle_count"],
-        summary["measured_count"],
-        summary["ecd_median"],
-        unit,
-    )
-    return {"stem": stem, **summary, ECD_VALUES_KEY: measured_ecd}
 
 
 class MicrographAnalysis:
@@ -303,5 +335,9 @@ class MicrographAnalysis:
         self.inferer = inferer
         self.settings = settings
 
-    def __call__(self, path: str | os.PathLike) -> dict[str, Any]:
-        return analyse_micrograph(path, self.output_dir, self.network, self.inferer, **self.settings)
+    def __call__(
+        self, path: str | os.PathLike, output_dir: str | os.PathLike | None = None, **settings: Any
+    ) -> dict[str, Any]:
+        """Analyse ``path`` into ``output_dir`` (default the bound one), with ``settings`` replacing bound ones."""
+        output_dir = self.output_dir if output_dir is None else output_dir
+        return analyse_micrograph(path, output_dir, self.network, self.inferer, **{**self.settings, **settings})

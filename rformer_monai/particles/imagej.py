@@ -149,6 +149,7 @@ def particle_table(
     pixel_size: PixelSize,
     image: np.ndarray | None = None,
     excluded_rows_from: int | None = None,
+    offset: tuple[int, int] = (0, 0),
 ) -> dict[str, np.ndarray]:
     """Measure every labelled particle with ImageJ's definitions, in nm and px (see the module docstring).
 
@@ -157,6 +158,8 @@ def particle_table(
         pixel_size: the pixel size and its source; ``nm=None`` leaves the ``_nm`` columns NaN.
         image: (H, W) micrograph for ``Mean`` (as stored, not normalised), or None (``Mean`` NaN).
         excluded_rows_from: first row of an excluded strip at the bottom (a data bar), for ``touches_edge``.
+        offset: (row, column) of ``labels``' first pixel in a larger image, when ``labels`` (and ``image``) are a
+            block of it: positions are given in the larger image.
 
     Returns:
         Column name -> 1-D array (:data:`PARTICLE_TABLE_COLUMNS`, one row per particle), rounded.
@@ -179,8 +182,8 @@ def particle_table(
         hull = _outline_hull(region.image)
         feret, min_feret = _feret_diameters(hull)
         major, minor, angle = _ellipse(region.coords, area)
-        row, column = region.centroid
-        top, left, bottom, right = region.bbox
+        row, column = np.add(region.centroid, offset)
+        top, left, bottom, right = np.add(region.bbox, (*offset, *offset))
         measured = {
             "label": region.label,
             "Area": area,

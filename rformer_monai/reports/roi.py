@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,12 @@ def roi_name(label: int) -> str:
     return f"{int(label):0{NAME_DIGITS}d}"
 
 
-def particle_outlines(labels: np.ndarray) -> dict[int, np.ndarray]:
+def particle_outlines(labels: np.ndarray, offset: tuple[int, int] = (0, 0)) -> dict[int, np.ndarray]:
     """Each particle's outer outline as (K, 2) ``(x, y)`` points in ImageJ's pixel coordinates.
 
     Args:
         labels: (H, W) integer instance labels, 0 background.
+        offset: (row, column) of ``labels``' first pixel in a larger image (a block of it): points in that image.
 
     Returns:
         label -> outline polygon (closed implicitly), in label order.
@@ -44,18 +46,18 @@ def particle_outlines(labels: np.ndarray) -> dict[int, np.ndarray]:
         padded = np.pad(region.image.astype(np.float64), 1)
         contours = find_contours(padded, CONTOUR_LEVEL, fully_connected="high")
         outer = max(contours, key=len)[:-1]  # the longest is the outer one (holes are inside); drop the repeat
-        top, left = region.bbox[:2]
+        top, left = np.add(region.bbox[:2], offset)
         xy = np.stack([outer[:, 1] - 1 + left + PIXEL_CENTRE, outer[:, 0] - 1 + top + PIXEL_CENTRE], axis=1)
         outlines[int(region.label)] = xy.astype(np.float32)
     return outlines
 
 
-def write_roi_zip(path: str | os.PathLike, labels: np.ndarray) -> Path:
-    """Write every particle of ``labels`` as an ImageJ polygon ROI into the zip ``path`` (atomically).
+def write_roi_zip(path: str | os.PathLike, outlines: Mapping[int, np.ndarray]) -> Path:
+    """Write every particle's outline as an ImageJ polygon ROI into the zip ``path`` (atomically), in label order.
 
     Args:
         path: the ``.zip`` file.
-        labels: (H, W) integer instance labels, 0 background.
+        outlines: label -> (K, 2) ``(x, y)`` outline (:func:`particle_outlines`).
 
     Returns:
         The path written.
@@ -64,7 +66,7 @@ def write_roi_zip(path: str | os.PathLike, labels: np.ndarray) -> Path:
 
     def write(temporary: Path) -> None:
         with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for label, points in particle_outlines(labels).items():
+            for label, points in sorted(outlines.items()):
                 roi = roifile.ImagejRoi.frompoints(points, name=roi_name(label))
                 archive.writestr(f"{roi_name(label)}.roi", roi.tobytes())
 

@@ -32,7 +32,7 @@ from rformer_monai.files import write_csv_atomic, write_tiff_atomic
 from rformer_monai.particles.imagej import PixelSize, particle_table, table_rows
 from rformer_monai.particles.separation import separate_particles
 from rformer_monai.reports.figures import plot_overlay, plot_size_distribution
-from rformer_monai.reports.roi import ROIS_SUFFIX, write_roi_zip
+from rformer_monai.reports.roi import ROIS_SUFFIX, particle_outlines, write_roi_zip
 from rformer_monai.reports.summary import (
     IMAGE_RECORD_SUFFIX,
     PARTICLES_SUFFIX,
@@ -59,6 +59,9 @@ __all__ = [
     "SUMMARY_CSV_NAME",
     "analyse_mask",
     "analyse_particles",
+    "calibration_warnings",
+    "image_record",
+    "write_image_summary",
     "write_particle_csv",
     "write_particle_outputs",
 ]
@@ -86,6 +89,63 @@ def write_particle_csv(path: str | os.PathLike, columns: Mapping[str, np.ndarray
     return write_csv_atomic(path, table_rows(columns), list(columns))
 
 
+def calibration_warnings(pixel_size: PixelSize, name: str) -> list[str]:
+    """An image's record warnings about its calibration: :data:`UNCALIBRATED_WARNING` (logged, naming the image
+    and how to give the pixel size) where the pixel size is unknown."""
+    if pixel_size.nm is not None:
+        return []
+    logger.warning(
+        "%s: no pixel size in the file's metadata, sizes are in px: give it with --pixel-size-nm "
+        "(rformer segment), pixel_size_nm= (segment()) or --pixel_size_nm (monai.bundle run)", name,
+    )
+    return [UNCALIBRATED_WARNING]
+
+
+def image_record(
+    stem: str,
+    source: str | None,
+    shape: tuple[int, int],
+    data_bar_rows: int,
+    pixel_size: PixelSize,
+    warnings: list[str],
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    """An image's record (``<stem>_image.json``) before its counts: size, data bar, calibration and the area
+    analysed (rows above the data bar, in the unit's area), warnings and ``extra`` entries."""
+    height, width = shape
+    length = 1.0 if pixel_size.nm is None else pixel_size.nm
+    return {
+        "stem": stem,
+        "source": source,
+        "width_px": width,
+        "height_px": height,
+        "data_bar_rows": data_bar_rows,
+        "pixel_size_nm": pixel_size.nm,
+        "pixel_size_source": pixel_size.source,
+        "unit": pixel_size.unit,
+        "sample_area": float((height - data_bar_rows) * width * length**2),
+        "warnings": list(warnings),
+        **dict(extra),
+    }
+
+
+def write_image_summary(
+    output_dir: str | os.PathLike, table: Mapping[str, np.ndarray], record: dict[str, Any]
+) -> dict[str, Any]:
+    """Write an image's size plot and, last, its record with its counts; return its ``summary.csv`` row
+    (:func:`~rformer_monai.reports.summary.image_summary`, with ``ecd_values``)."""
+    output_dir, stem, unit = Path(output_dir), record["stem"], record["unit"]
+    summary = image_summary(table, record)
+    plot_size_distribution(output_dir / f"{stem}{PSD_SUFFIX}", summary[ECD_VALUES_KEY], unit, title=stem)
+    record.update(particle_count=summary["particle_count"], ecd_median=summary["ecd_median"])
+    write_image_record(output_dir / f"{stem}{IMAGE_RECORD_SUFFIX}", record)
+    logger.info(
+        "%s: %d particles, median ECD %.4g %s (%d off the border)",
+        stem, summary["particle_count"], summary["ecd_median"], unit, summary["measured_count"],
+    )
+    return summary
+
+
 def _check_data_bar_rows(data_bar_rows: int, height: int) -> int:
     if isinstance(data_bar_rows, bool) or int(data_bar_rows) != data_bar_rows or not 0 <= data_bar_rows < height:
         raise ValueError(f"data_bar_rows must be a whole number in 0..{height - 1}, got {data_bar_rows!r}.")
@@ -104,13 +164,6 @@ class ParticleAnalysis:
     pixel_size: PixelSize
     data_bar_rows: int = 0
     warnings: list[str] = field(default_factory=list)
-
-    @property
-    def sample_area(self) -> float:
-        """Area of the analysed rows in the table's unit (nm² or px²)."""
-        height, width = self.labels.shape
-        length = 1.0 if self.pixel_size.nm is None else self.pixel_size.nm
-        return float((height - self.data_bar_rows) * width * length**2)
 
 
 def analyse_particles(
@@ -150,36 +203,13 @@ def analyse_particles(
     if probability is not None and np.shape(probability) == mask.shape:
         probability = np.asarray(probability)[:sample_rows]
     sample_labels = separate_particles(mask[:sample_rows], probability=probability, **separation_kwargs)
-    warnings = []
-    if pixel_size.nm is None:
-        warnings.append(UNCALIBRATED_WARNING)
-        logger.warning(
-            "%s: no pixel size in the file's metadata, sizes are in px: give it with --pixel-size-nm "
-            "(rformer segment), pixel_size_nm= (segment()) or --pixel_size_nm (monai.bundle run)", name,
-        )
+    warnings = calibration_warnings(pixel_size, name)
     sample_image = None if image is None else np.asarray(image)[:sample_rows]
     table = particle_table(sample_labels, pixel_size, image=sample_image)
     label_dtype = np.uint16 if sample_labels.max(initial=0) <= UINT16_MAX_LABEL else np.uint32
     labels = np.zeros(mask.shape, dtype=label_dtype)
     labels[:sample_rows] = sample_labels
     return ParticleAnalysis(labels, table, pixel_size, data_bar_rows, warnings)
-
-
-def _record(analysis: ParticleAnalysis, stem: str, source: str | None, extra: Mapping[str, Any]) -> dict[str, Any]:
-    height, width = analysis.labels.shape
-    return {
-        "stem": stem,
-        "source": source,
-        "width_px": width,
-        "height_px": height,
-        "data_bar_rows": analysis.data_bar_rows,
-        "pixel_size_nm": analysis.pixel_size.nm,
-        "pixel_size_source": analysis.pixel_size.source,
-        "unit": analysis.pixel_size.unit,
-        "sample_area": analysis.sample_area,
-        "warnings": list(analysis.warnings),
-        **dict(extra),
-    }
 
 
 def write_particle_outputs(
@@ -210,21 +240,15 @@ def write_particle_outputs(
     sample_labels = analysis.labels[:sample_rows]
     write_tiff_atomic(output_dir / f"{stem}{LABELS_SUFFIX}", analysis.labels, analysis.pixel_size.nm)
     write_particle_csv(output_dir / f"{stem}{PARTICLES_SUFFIX}", analysis.table)
-    write_roi_zip(output_dir / f"{stem}{ROIS_SUFFIX}", sample_labels)
+    write_roi_zip(output_dir / f"{stem}{ROIS_SUFFIX}", particle_outlines(sample_labels))
     edge_labels = analysis.table["label"][np.asarray(analysis.table["touches_edge"], dtype=bool)]
     sample_image = None if image is None else np.asarray(image)[:sample_rows]
     plot_overlay(output_dir / f"{stem}{OVERLAY_SUFFIX}", sample_image, sample_labels, analysis.pixel_size.nm, edge_labels)
-    record = _record(analysis, stem, source, extra or {})
-    summary = image_summary(analysis.table, record)
-    unit = analysis.pixel_size.unit
-    plot_size_distribution(output_dir / f"{stem}{PSD_SUFFIX}", summary[ECD_VALUES_KEY], unit, title=stem)
-    record.update(particle_count=summary["particle_count"], ecd_median=summary["ecd_median"])
-    write_image_record(output_dir / f"{stem}{IMAGE_RECORD_SUFFIX}", record)
-    logger.info(
-        "%s: %d particles, median ECD %.4g %s (%d off the border)",
-        stem, summary["particle_count"], summary["ecd_median"], unit, summary["measured_count"],
+    record = image_record(
+        stem, source, analysis.labels.shape, analysis.data_bar_rows, analysis.pixel_size, analysis.warnings,
+        extra or {},
     )
-    return summary
+    return write_image_summary(output_dir, analysis.table, record)
 
 
 def analyse_mask(

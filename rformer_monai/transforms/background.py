@@ -22,7 +22,14 @@ from scipy import ndimage
 
 from rformer_monai.transforms.contrast import CONTRAST_SCORE_KEY, contrast_score
 
-__all__ = ["FlattenBackground", "FlattenBackgroundd", "estimate_background"]
+__all__ = [
+    "FlattenBackground",
+    "FlattenBackgroundd",
+    "estimate_background",
+    "expand_background",
+    "shrunk_means",
+    "smooth_background",
+]
 
 # The background is estimated on the image shrunk by this factor (block means: fast, and the noise averaged).
 BACKGROUND_SHRINK = 8
@@ -38,24 +45,45 @@ BACKGROUND_FLATTENED_KEY = "background_flattened"
 """Meta key set to True on a flattened image."""
 
 
+def shrunk_means(image: np.ndarray) -> np.ndarray:
+    """Means of the :data:`BACKGROUND_SHRINK`-pixel squares of an (H, W) image (its last rows and columns repeated
+    to fill the squares), in float64. Rows in multiples of the shrink factor can be shrunk apart and stacked."""
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 2 or image.size == 0:
+        raise ValueError(f"image must be a non-empty 2-D (H, W) array, got shape {image.shape}.")
+    height, width = image.shape
+    padded = np.pad(image, ((0, -height % BACKGROUND_SHRINK), (0, -width % BACKGROUND_SHRINK)), mode="edge")
+    rows, cols = padded.shape[0] // BACKGROUND_SHRINK, padded.shape[1] // BACKGROUND_SHRINK
+    return padded.reshape(rows, BACKGROUND_SHRINK, cols, BACKGROUND_SHRINK).mean(axis=(1, 3))
+
+
+def smooth_background(shrunk: np.ndarray) -> np.ndarray:
+    """The film's grey value at the shrunk scale: a low percentile around every square, smoothed."""
+    background = ndimage.percentile_filter(shrunk, BACKGROUND_PERCENTILE, size=BACKGROUND_WINDOW, mode="reflect")
+    return ndimage.gaussian_filter(background, BACKGROUND_SMOOTHING_SIGMA, mode="reflect")
+
+
+def expand_background(background: np.ndarray, rows: slice, columns: slice) -> np.ndarray:
+    """Rows x columns of the shrunk background at full size, by linear interpolation (``scipy.ndimage.zoom`` by the
+    shrink factor, ``grid_mode=True``, computed for the region only)."""
+    row_indices, column_indices = (
+        np.arange(*side.indices(extent * BACKGROUND_SHRINK)) for side, extent in zip((rows, columns), background.shape)
+    )
+    coordinates = np.meshgrid(
+        (row_indices + 0.5) / BACKGROUND_SHRINK - 0.5, (column_indices + 0.5) / BACKGROUND_SHRINK - 0.5, indexing="ij"
+    )
+    return ndimage.map_coordinates(background, coordinates, order=1, mode="nearest")
+
+
 def estimate_background(image: np.ndarray) -> np.ndarray:
     """The smooth film grey value under a 2-D micrograph of bright particles, at the image's size.
 
     Args:
         image: (H, W) grey values.
     """
-    image = np.asarray(image, dtype=np.float64)
-    if image.ndim != 2 or image.size == 0:
-        raise ValueError(f"image must be a non-empty 2-D (H, W) array, got shape {image.shape}.")
-    height, width = image.shape
-    pad_rows, pad_cols = -height % BACKGROUND_SHRINK, -width % BACKGROUND_SHRINK
-    padded = np.pad(image, ((0, pad_rows), (0, pad_cols)), mode="edge")
-    rows, cols = padded.shape[0] // BACKGROUND_SHRINK, padded.shape[1] // BACKGROUND_SHRINK
-    shrunk = padded.reshape(rows, BACKGROUND_SHRINK, cols, BACKGROUND_SHRINK).mean(axis=(1, 3))
-    background = ndimage.percentile_filter(shrunk, BACKGROUND_PERCENTILE, size=BACKGROUND_WINDOW, mode="reflect")
-    background = ndimage.gaussian_filter(background, BACKGROUND_SMOOTHING_SIGMA, mode="reflect")
-    full = ndimage.zoom(background, BACKGROUND_SHRINK, order=1, mode="nearest", grid_mode=True)
-    return full[:height, :width]
+    background = smooth_background(shrunk_means(image))
+    height, width = np.shape(image)
+    return expand_background(background, slice(0, height), slice(0, width))
 
 
 class FlattenBackground(Transform):

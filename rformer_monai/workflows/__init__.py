@@ -37,9 +37,8 @@ from rformer_monai.workflows.errors import (
 )
 from rformer_monai.workflows.handlers import EpochSummaryHandler, PredictionOverlayHandler
 from rformer_monai.workflows.logs import keep_log_lines_apart
-from rformer_monai.workflows.masks import SaveMaskd
 from rformer_monai.workflows.memory import keep_freed_buffers
-from rformer_monai.workflows.particle_handlers import InstanceEvaluationHandler, ParticleAnalysisHandler
+from rformer_monai.workflows.particle_handlers import InstanceEvaluationHandler
 from rformer_monai.workflows.reproducibility import ReseedEachEpoch, epoch_seed
 from rformer_monai.workflows.runs import (
     LoadPretrainedWeights,
@@ -85,7 +84,6 @@ __all__ = [
     "new_run_folder",
     "output_suffixes",
     "OutputFolderError",
-    "ParticleAnalysisHandler",
     "pending_items",
     "PredictionOverlayHandler",
     "pretrained_weights",
@@ -95,7 +93,6 @@ __all__ = [
     "ResumeFromCheckpoint",
     "RunSummaryHandler",
     "save_run_settings",
-    "SaveMaskd",
     "SettingsError",
     "shard_items",
     "StreamingEvaluator",

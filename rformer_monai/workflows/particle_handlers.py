@@ -1,5 +1,5 @@
-"""Particle analysis inside the bundle's inference: an ignite handler on the evaluator that turns every
-predicted mask into counted, measured particles and writes the run's size-distribution summary."""
+"""Instance-level evaluation inside the bundle's evaluation: an ignite handler that splits every predicted mask
+into particles and matches them to the true ones."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch.distributed as dist
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 
@@ -24,7 +23,6 @@ from rformer_monai.metrics.instances import (
     scores_from_matches,
 )
 from rformer_monai.metrics.segmentation import DEFAULT_THRESHOLD
-from rformer_monai.particles.imagej import PixelSize
 from rformer_monai.particles.labelling import label_particles, remove_small_particles
 from rformer_monai.particles.separation import (
     DEFAULT_MIN_SIZE_PX,
@@ -33,15 +31,8 @@ from rformer_monai.particles.separation import (
     separate_particles,
     separation_map,
 )
-from rformer_monai.reports.report_html import write_report
-from rformer_monai.reports.run_record import write_run_record
-from rformer_monai.reports.summary import WARNING_COLUMN, write_folder_summary
-from rformer_monai.reports.tables import analyse_particles, write_particle_outputs
-from rformer_monai.transforms.array import DATA_BAR_ROWS_KEY
-from rformer_monai.transforms.contrast import CONTRAST_SCORE_KEY
 from rformer_monai.transforms.dictionary import SEPARATION_POSTFIX
-from rformer_monai.transforms.io import pixel_size_from_meta, read_micrograph
-from rformer_monai.trust import trust_statistics, trust_warning
+from rformer_monai.transforms.io import pixel_size_from_meta
 
 logger = logging.getLogger(__name__)
 
@@ -68,154 +59,6 @@ def _probabilities(
         None if separation is None else to_map(separation.detach().cpu().float().numpy()),
         valley_gain,
     )
-
-
-RECORDED_META_PREFIXES = ("contrast",)
-"""Meta entries of an image whose names start with one of these go into its record and run.json (the
-contrast decision, where the pipeline makes one)."""
-
-
-def recorded_meta(meta: dict[str, Any]) -> dict[str, Any]:
-    """The entries of an image's meta recorded in its record (:data:`RECORDED_META_PREFIXES`), as plain values, in
-    the order of their names (a batched meta, e.g. under ``torchrun``, may hold them in another order)."""
-    recorded = {}
-    for key, value in sorted(meta.items(), key=lambda item: str(item[0])):  # one order, however the meta was built
-        if str(key).startswith(RECORDED_META_PREFIXES):
-            value = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
-            recorded[str(key)] = value.reshape(-1)[0].item() if value.size == 1 else value.tolist()
-    return recorded
-
-
-def trust_check(prediction: MetaTensor, data_bar_rows: int) -> str:
-    """The trust check's warning (:func:`rformer_monai.trust.trust_warning`, empty when fine) on the probability
-    of the rows above the data bar and the contrast score the network saw."""
-    probability = prediction.detach().cpu().float().numpy()[0]
-    probability = probability[: probability.shape[0] - data_bar_rows]
-    score = prediction.meta.get(CONTRAST_SCORE_KEY)
-    statistics = trust_statistics(probability, None if score is None else float(score))
-    return trust_warning(statistics)
-
-
-class ParticleAnalysisHandler:
-    """Analyse the particles of every predicted mask an evaluator produces.
-
-    Per image ``<stem>``: labels, particle table, ImageJ ROIs, overlay, size distribution and the image's
-    record (see :mod:`rformer_monai.reports.tables`); when the run completes, ``summary.csv`` and the size
-    distribution over every image in the output folder (:func:`rformer_monai.reports.write_folder_summary`),
-    ``run.json`` (settings, weights, per-image records) and ``report.html``.
-    An image that fails the trust check (:mod:`rformer_monai.trust`) is named in a logged warning, and its
-    record and ``summary.csv`` row say why (``warning``).
-
-    Expects per-sample dicts in ``engine.state.output`` holding ``pred_key``: the particle probability
-    (1, H, W) at the input's full size (after ``Invertd``) whose meta names the source file and carries
-    ``pixel_size_nm`` and ``data_bar_rows``.
-
-    Args:
-        output_dir: folder of the outputs.
-        threshold: probability above which a pixel is particle.
-        pred_key: key of the probability map.
-        separation: keyword arguments of :func:`rformer_monai.particles.separate_particles`.
-        separation_key: key of the separation-band probability of a network that has one (at full size,
-            like ``pred_key``); where a sample holds it, the watershed cuts along it.
-        valley_gain: how strongly thin valleys of the probability are deepened before the threshold
-            (:func:`rformer_monai.particles.deepen_valleys`; 0 leaves the probability as it is).
-        separation_map: turns the separation outputs (C, H, W) into the (H, W) map the particle step cuts
-            along; the default takes the bundle's one distance-map channel as it is.
-        settings: the run's settings, recorded in ``run.json`` (the bundle's ``settings``).
-        bundle_root: the bundle folder, for its version in ``run.json``.
-    """
-
-    def __init__(
-        self,
-        output_dir: str | os.PathLike,
-        threshold: float = DEFAULT_THRESHOLD,
-        pred_key: str = "pred",
-        separation: dict[str, Any] | None = None,
-        separation_key: str = SEPARATION_KEY,
-        valley_gain: float = DEFAULT_VALLEY_GAIN,
-        separation_map: SeparationMap = separation_map,
-        settings: dict[str, Any] | None = None,
-        bundle_root: str | os.PathLike | None = None,
-    ) -> None:
-        self.output_dir = Path(output_dir)
-        self.threshold = threshold
-        self.pred_key = pred_key
-        self.separation = dict(separation or {})
-        self.separation_key = separation_key
-        self.valley_gain = valley_gain
-        self.separation_map = separation_map
-        self.settings = dict(settings or {})
-        self.bundle_root = bundle_root
-        self.rows: list[dict[str, Any]] = []
-
-    def attach(self, engine: Engine) -> None:
-        """Attach to an evaluator."""
-        engine.add_event_handler(Events.STARTED, self._reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._analyse)
-        engine.add_event_handler(Events.COMPLETED, self._summarise)
-
-    def _reset(self, engine: Engine) -> None:
-        self.rows = []
-
-    def analyse(self, sample: dict[str, Any], image: np.ndarray | None = None):
-        """One sample's particles in memory (:func:`rformer_monai.reports.analyse_particles`), with this
-        handler's settings: the particle step the bundle runs, for :func:`rformer_monai.segment`.
-
-        Args:
-            sample: a post-processed sample holding ``pred_key`` (and the separation output where there is one).
-            image: the micrograph as stored (for ``Mean``), or None.
-        """
-        prediction = sample[self.pred_key]
-        if not isinstance(prediction, MetaTensor) or "filename_or_obj" not in prediction.meta:
-            raise ValueError(f"{self.pred_key!r} must be a MetaTensor whose meta names its source file.")
-        probability, cut = _probabilities(sample, self.pred_key, self.separation_key, self.valley_gain, self.separation_map)
-        pixel_size = PixelSize(pixel_size_from_meta(prediction.meta), str(prediction.meta.get("pixel_size_source", "unknown")))
-        return analyse_particles(
-            mask=probability > self.threshold,
-            image=image,
-            pixel_size=pixel_size,
-            data_bar_rows=int(prediction.meta.get(DATA_BAR_ROWS_KEY, 0)),
-            name=str(prediction.meta["filename_or_obj"]),
-            probability=cut,
-            **self.separation,
-        )
-
-    def _analyse(self, engine: Engine) -> None:
-        for sample in engine.state.output:
-            prediction = sample[self.pred_key]
-            if not isinstance(prediction, MetaTensor) or "filename_or_obj" not in prediction.meta:
-                raise ValueError(f"{self.pred_key!r} must be a MetaTensor whose meta names its source file.")
-            source = str(prediction.meta["filename_or_obj"])
-            image = read_micrograph(source).array
-            warning = trust_check(prediction, int(prediction.meta.get(DATA_BAR_ROWS_KEY, 0)))
-            if warning:
-                logger.warning("%s: %s", source, warning)
-            row = write_particle_outputs(
-                self.analyse(sample, image), image, self.output_dir, Path(source).stem, source=source,
-                extra={**recorded_meta(prediction.meta), WARNING_COLUMN: warning},
-            )
-            self.rows.append(row)
-
-    def _summarise(self, engine: Engine) -> None:
-        analysed = len(self.rows)
-        if dist.is_available() and dist.is_initialized():  # a torchrun batch: rank 0 summarises every rank's images
-            dist.barrier()  # every rank has written its images' outputs
-            counts: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(counts, analysed)
-            analysed = sum(counts)
-            if dist.get_rank() != 0:
-                return
-        summary = write_folder_summary(self.output_dir)
-        if not summary.images:
-            logger.info("no image analysed: no run summary")
-            return
-        write_run_record(self.output_dir, self.settings, self.bundle_root)
-        write_report(self.output_dir)
-        count = sum(int(row["particle_count"]) for row in summary.images)
-        logger.info(
-            "%d particles in %d images (%d analysed in this run); summary.csv, report.html in %s",
-            count, len(summary.images), analysed, self.output_dir,
-        )
 
 
 class InstanceEvaluationHandler:

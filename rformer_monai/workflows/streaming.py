@@ -1,6 +1,6 @@
-"""The ignite glue of the block-streamed inference (``configs/inference_large.json``): an evaluator that hands
-every input path to :class:`~rformer_monai.inference.MicrographAnalysis` and a handler that writes the run's
-summary (on rank 0 under ``torchrun``)."""
+"""The ignite glue of the bundle's inference (``configs/inference.json``): an evaluator that hands every input
+path to :class:`~rformer_monai.inference.MicrographAnalysis` and a handler that writes the run's summary from the
+output folder (on rank 0 under ``torchrun``)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from ignite.engine import Engine, Events
 from monai.utils import ensure_tuple
 
-from rformer_monai.inference.run_summary import write_run_summary
+from rformer_monai.reports.report_html import write_report
+from rformer_monai.reports.run_record import write_run_record
+from rformer_monai.reports.summary import write_folder_summary
 from rformer_monai.reports.tables import ECD_VALUES_KEY
 from rformer_monai.workflows.batch import FAILED_SOURCE_KEY, TolerantEvaluator, describe_failure
 from rformer_monai.workflows.errors import find_user_error
@@ -57,38 +58,52 @@ class StreamingEvaluator(TolerantEvaluator):
 
 
 class RunSummaryHandler:
-    """Write ``summary.csv`` and ``size_distribution.png`` (:func:`~rformer_monai.inference.run_summary.write_run_summary`) from
-    the summary rows an evaluator's iterations return, when the run completes. Under ``torchrun`` it runs on every
-    rank: the rows are gathered once every rank has finished and rank 0 writes the summary.
+    """When the run completes, write ``summary.csv`` and the size distribution over every image in the output
+    folder (:func:`~rformer_monai.reports.write_folder_summary`, from the per-image files, so that a resumed or
+    sharded run's summary equals an uninterrupted one's), ``run.json`` (settings, weights, per-image records) and
+    ``report.html``. Under ``torchrun`` it runs on every rank: after a barrier, rank 0 writes them.
 
     Args:
-        output_dir: folder of the summary.
+        output_dir: folder of the images' outputs and of the summary.
+        settings: the run's settings, recorded in ``run.json`` (the bundle's ``settings``).
+        bundle_root: the bundle folder, for its version in ``run.json``.
     """
 
-    def __init__(self, output_dir: str | os.PathLike) -> None:
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        settings: dict[str, Any] | None = None,
+        bundle_root: str | os.PathLike | None = None,
+    ) -> None:
         self.output_dir = Path(output_dir)
-        self.rows: list[dict[str, Any]] = []
+        self.settings = dict(settings or {})
+        self.bundle_root = bundle_root
+        self.analysed = 0
 
     def attach(self, engine: Engine) -> None:
         """Attach to an evaluator."""
         engine.add_event_handler(Events.STARTED, self._reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._count)
         engine.add_event_handler(Events.COMPLETED, self._summarise)
 
     def _reset(self, engine: Engine) -> None:
-        self.rows = []
+        self.analysed = 0
 
-    def _collect(self, engine: Engine) -> None:
-        self.rows.extend(row for row in engine.state.output or [] if ECD_VALUES_KEY in row)
+    def _count(self, engine: Engine) -> None:
+        self.analysed += sum(1 for row in engine.state.output or [] if ECD_VALUES_KEY in row)
 
     def _summarise(self, engine: Engine) -> None:
-        rows = gather_to_main_rank(self.rows)  # under torchrun: every rank's rows, on rank 0 only
-        if rows is None:
+        counts = gather_to_main_rank([self.analysed])  # under torchrun: after every rank has written its images
+        if counts is None:
             return
-        self.rows = sorted(rows, key=lambda row: str(row["stem"]))  # one order however the inputs were shared
-        if not self.rows:
-            logger.info("no new images analysed: run summary not rewritten")
+        summary = write_folder_summary(self.output_dir)
+        if not summary.images:
+            logger.info("no image analysed: no run summary")
             return
-        write_run_summary(self.rows, [np.asarray(row[ECD_VALUES_KEY]) for row in self.rows], self.output_dir)
-        count = sum(int(row["particle_count"]) for row in self.rows)
-        logger.info("%d particles in %d images; summary in %s", count, len(self.rows), self.output_dir)
+        write_run_record(self.output_dir, self.settings, self.bundle_root)
+        write_report(self.output_dir)
+        count = sum(int(row["particle_count"]) for row in summary.images)
+        logger.info(
+            "%d particles in %d images (%d analysed in this run); summary.csv, report.html in %s",
+            count, len(summary.images), sum(counts), self.output_dir,
+        )

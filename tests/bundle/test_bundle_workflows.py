@@ -284,8 +284,6 @@ SHIPPED_WORKFLOWS = [
     ["inference.json"],
     ["inference.json", "multi_gpu_inference.json"],
     ["inference.json", "inference_3d.json"],
-    ["inference_large.json"],
-    ["inference_large.json", "multi_gpu_inference.json"],
 ]
 
 

@@ -1,4 +1,5 @@
-"""The particle step in blocks equals the whole-image particle step: labels, numbering and the particle table."""
+"""The particle step in blocks equals the whole-image particle step: labels, numbering, the particle table and the
+ImageJ outlines."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from scipy import ndimage as ndi
 
 from rformer_monai.inference.particle_blocks import LABEL_DTYPE, RawPlane, stitched_particles
 from rformer_monai.particles import particle_step_maps, separate_particles, separation_map
-from rformer_monai.particles.measurement import measure_particles
+from rformer_monai.particles.imagej import PixelSize, particle_table
+from rformer_monai.reports.roi import particle_outlines
 
 PARTICLE_THRESHOLD = 0.7
 
@@ -61,18 +63,23 @@ def test_blocks_equal_the_whole_image(tmp_path, valley_gain, with_separation, ba
     )
     rows = sample_shape[0]
     expected = separate_particles(step[:rows] > PARTICLE_THRESHOLD, probability=None if cut is None else cut[:rows])
-    expected_table = measure_particles(expected, 2.5)
+    grey = np.random.default_rng(1).integers(0, 256, (height, sample_shape[1]), dtype=np.uint8)
+    pixel_size = PixelSize(2.5, "given")
+    expected_table = particle_table(expected, pixel_size, image=grey[:rows])
 
     planes = _planes(tmp_path, probability, separation, height)
+    outlines = {}
     table = stitched_particles(
         *planes,
         sample_rows=rows,
-        pixel_size_nm=2.5,
+        pixel_size=pixel_size,
         threshold=PARTICLE_THRESHOLD,
         valley_gain=valley_gain,
         separation_map=separation_map,
         block_size=64,
         halo=16,
+        image=lambda rows, columns: grey[rows, columns],
+        outlines=outlines,
     )
     labels = planes[2].read(slice(None), slice(None))
 
@@ -82,6 +89,10 @@ def test_blocks_equal_the_whole_image(tmp_path, valley_gain, with_separation, ba
     assert list(table) == list(expected_table)
     for name in table:
         np.testing.assert_array_equal(table[name], expected_table[name], err_msg=name)
+    expected_outlines = particle_outlines(expected)
+    assert sorted(outlines) == sorted(expected_outlines)
+    for label, points in expected_outlines.items():
+        np.testing.assert_array_equal(outlines[label], points, err_msg=str(label))
 
 
 def test_an_aggregate_larger_than_the_halo_is_one_particle(tmp_path):
@@ -89,13 +100,15 @@ def test_an_aggregate_larger_than_the_halo_is_one_particle(tmp_path):
     probability = np.zeros((120, 400), np.float32)
     probability[50:70, 5:395] = 0.95
     planes = _planes(tmp_path, probability, None, 120)
-    table = stitched_particles(*planes, sample_rows=120, pixel_size_nm=None, threshold=0.7, block_size=32, halo=8)
+    table = stitched_particles(
+        *planes, sample_rows=120, pixel_size=PixelSize(None, "unknown"), threshold=0.7, block_size=32, halo=8
+    )
     labels = planes[2].read(slice(None), slice(None))
     assert labels.max() == 1 and len(table["label"]) == 1
-    assert table["area_px2"][0] == 20 * 390
+    assert table["Area_px2"][0] == 20 * 390
 
 
 def test_bad_block_size_is_named(tmp_path):
     planes = _planes(tmp_path, np.zeros((8, 8), np.float32), None, 8)
     with pytest.raises(ValueError, match="block_size"):
-        stitched_particles(*planes, sample_rows=8, pixel_size_nm=None, threshold=0.7, block_size=0)
+        stitched_particles(*planes, sample_rows=8, pixel_size=PixelSize(None, "unknown"), threshold=0.7, block_size=0)

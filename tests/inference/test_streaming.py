@@ -1,7 +1,11 @@
-"""The streamed inference (inference_large.json) writes the whole-image inference's mask, and what the particle
-analysis of the whole image at once writes."""
+"""The bundle's inference (inference.json), streamed in blocks, writes what the analysis of the whole image at once
+writes: mask, labels, particle table, ROIs and record, for bright and dark particles, with and without background
+flattening."""
 
 from __future__ import annotations
+
+import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -14,10 +18,19 @@ from monai.transforms import Invertd
 
 from rformer_monai.files import MASK_FOREGROUND
 from rformer_monai.inference import analyse_micrograph
+from rformer_monai.particles import particle_step_maps, separation_map
+from rformer_monai.particles.imagej import PixelSize
+from rformer_monai.particles.separation import DEFAULT_PARTICLE_THRESHOLD, DEFAULT_VALLEY_GAIN
+from rformer_monai.reports.tables import analyse_particles, write_particle_outputs
 from rformer_monai.transforms import inference_transforms
+from rformer_monai.transforms.array import DATA_BAR_ROWS_KEY
+from rformer_monai.transforms.contrast import CONTRAST_KEY, CONTRAST_SCORE_KEY
+from rformer_monai.trust import trust_statistics, trust_warning
 
 PIXEL_SIZE_NM = 1.5
-SUFFIXES = ("_mask.tif", "_labels.tif", "_particles.csv", "_overlay.png", "_psd.png")
+SUFFIXES = (
+    "_mask.tif", "_labels.tif", "_particles.csv", "_rois.zip", "_overlay.png", "_psd.png", "_image.json"
+)
 
 
 def particle_network() -> torch.nn.Module:
@@ -32,19 +45,30 @@ def particle_network() -> torch.nn.Module:
     return network.eval()
 
 
-def whole_image_mask(path, output_dir, network, inferer):
-    """The bundle's whole-image inference (inference.json): preprocessing, sliding window, sigmoid, separation
-    channel split, ``Invertd`` (data bar back as 0), mask."""
-    preprocessing = inference_transforms(pixel_size_nm=PIXEL_SIZE_NM, contrast="bright")
+def whole_image_prediction(path, network, inferer, contrast="bright", flatten_background=False):
+    """The whole image at once: the bundle's preprocessing, sliding window, sigmoid, separation channel split,
+    ``Invertd`` (data bar back as 0)."""
+    preprocessing = inference_transforms(
+        pixel_size_nm=PIXEL_SIZE_NM, contrast=contrast, flatten_background=flatten_background
+    )
     data = preprocessing({"image": str(path)})
     with torch.inference_mode():
         outputs = torch.sigmoid(inferer(data["image"][None].as_tensor(), network))[0]
     for key, channels in (("pred", outputs[:1]), ("pred_separation", outputs[1:])):
         data[key] = MetaTensor(channels, meta=data["image"].meta, applied_operations=data["image"].applied_operations)
-    data = Invertd(keys=["pred", "pred_separation"], transform=preprocessing, orig_keys="image", nearest_interp=False)(
+    return Invertd(keys=["pred", "pred_separation"], transform=preprocessing, orig_keys="image", nearest_interp=False)(
         data
     )
-    probability = data["pred"].numpy()[0]
+
+
+def _zip_entries(path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def whole_image_mask(path, output_dir, network, inferer):
+    """The whole-image mask of :func:`whole_image_prediction`, written as the bundle writes it."""
+    probability = whole_image_prediction(path, network, inferer)["pred"].numpy()[0]
     tifffile.imwrite(output_dir / f"{path.stem}_mask.tif", ((probability > 0.5) * MASK_FOREGROUND).astype(np.uint8))
 
 
@@ -107,3 +131,50 @@ def test_large_image_overlay_is_downsampled(tmp_path, tiny_net, write_tiff, monk
     assert row["unit"] == "px"
     assert tifffile.imread(tmp_path / "wide_labels.tif").shape == (130, 250)
     assert (tmp_path / "wide_overlay.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("dark", "contrast", "flatten_background"), [(False, "auto", False), (True, "auto", True)])
+def test_blocks_write_the_whole_image_particle_analysis(tmp_path, write_tiff, dark, contrast, flatten_background):
+    """Every per-image output of the streamed analysis (network blocks of 96 px, particle blocks of 64 px) equals the
+    in-memory analysis of the whole prediction: labels, ImageJ table, ROIs and the record's contrast and trust check;
+    dark particles are decided, inverted and flattened as the whole-image pipeline does it."""
+    network = particle_network()
+    image = particles_image((330, 420), seed=3, bar_rows=30)
+    path = write_tiff("micrograph.tif", np.iinfo(image.dtype).max - image if dark else image)
+    inferer = SlidingWindowInferer((64, 64), sw_batch_size=4, overlap=0.25, mode="gaussian")
+    data = whole_image_prediction(path, network, inferer, contrast, flatten_background)
+    prediction = data["pred"]
+    bar_rows = int(prediction.meta[DATA_BAR_ROWS_KEY])
+    probability = prediction.numpy()[0]
+    separation = data["pred_separation"].numpy()
+    step, cut = particle_step_maps(probability, separation_map(separation), DEFAULT_VALLEY_GAIN)
+    analysis = analyse_particles(
+        step > DEFAULT_PARTICLE_THRESHOLD, tifffile.imread(path), PixelSize(PIXEL_SIZE_NM, "given"), bar_rows,
+        probability=cut,
+    )
+    statistics = trust_statistics(probability[: probability.shape[0] - bar_rows], prediction.meta[CONTRAST_SCORE_KEY])
+    expected_dir, streamed_dir = tmp_path / "whole", tmp_path / "blocks"
+    extra = {
+        "contrast": prediction.meta[CONTRAST_KEY],
+        "contrast_score": prediction.meta[CONTRAST_SCORE_KEY],
+        "warning": trust_warning(statistics),
+    }
+    expected = write_particle_outputs(
+        analysis, tifffile.imread(path), expected_dir, "micrograph", source=str(path), extra=extra
+    )
+    row = analyse_micrograph(
+        path, streamed_dir, network, inferer, block_size=96, contrast=contrast, flatten_background=flatten_background,
+        pixel_size_nm=PIXEL_SIZE_NM, particle_block_size=64, particle_halo_px=16,
+    )
+    assert expected["particle_count"] > 10
+    assert row["contrast"] == ("dark" if dark else "bright")
+    for name in ("particle_count", "ecd_median", "area_fraction", "warning"):
+        assert row[name] == expected[name], name
+    for suffix in ("_labels.tif", "_particles.csv"):
+        assert (streamed_dir / f"micrograph{suffix}").read_bytes() == (expected_dir / f"micrograph{suffix}").read_bytes()
+    rois, expected_rois = (_zip_entries(folder / "micrograph_rois.zip") for folder in (streamed_dir, expected_dir))
+    assert len(rois) == expected["particle_count"] and rois == expected_rois
+    record, expected_record = (json.loads((folder / "micrograph_image.json").read_text()) for folder in
+                               (streamed_dir, expected_dir))
+    assert record.pop("contrast_score") == pytest.approx(expected_record.pop("contrast_score"), abs=1e-12)
+    assert record == expected_record

@@ -222,7 +222,7 @@ def test_killed_inference_rerun_finishes_with_the_masks_of_an_uninterrupted_run(
     # an extra config slows the run down (2 s after every image), so that it is killed after one image
     slow = tmp_path / "slow.json"
     handler = {"_target_": "slow_handlers.SleepAfterEach", "event": "ITERATION_COMPLETED", "seconds": 2.0}
-    slow.write_text(json.dumps({"handlers": ["@progress_bar", "@particle_analysis", handler]}))
+    slow.write_text(json.dumps({"handlers": ["@progress_bar", "@run_summary", handler]}))
     overrides = inference_overrides(tmp_path, inputs, out)
     kill_when([INFERENCE, slow], overrides, cwd=tmp_path, ready=lambda: any(out.glob("*_mask.tif")))
     written = mask_files(out)

@@ -11,7 +11,7 @@ from ignite.engine import Engine
 from monai.data import MetaTensor
 
 from rformer_monai.particles import cut_along_separation
-from rformer_monai.workflows import InstanceEvaluationHandler, ParticleAnalysisHandler
+from rformer_monai.workflows import InstanceEvaluationHandler
 
 
 def run_handler(handler, sample: dict) -> None:
@@ -56,17 +56,6 @@ def test_instance_evaluation_scores_the_measurable_particles_apart(tmp_path, mer
     assert report["pooled"]["true_count"] == 3 and report["pooled"]["f1"] == pytest.approx(0.8)
     assert report["measurable"]["min_size_px"] == 5
     assert report["measurable"]["pooled"]["true_count"] == 2 and report["measurable"]["pooled"]["f1"] == pytest.approx(1.0)
-
-
-def test_particle_analysis_counts_two_particles_with_separation(tmp_path, write_tiff, merged_pair):
-    probability, _, separation = merged_pair
-    source = write_tiff("pair.tif", (probability * 255).astype(np.uint8))
-    counts = {}
-    for name, band in (("plain", None), ("cut", separation)):
-        handler = ParticleAnalysisHandler(tmp_path / name)
-        run_handler(handler, sample_of(probability, separation=band, source=str(source)))
-        counts[name] = handler.rows[0]["particle_count"]
-    assert counts == {"plain": 1, "cut": 2}
 
 
 def test_cut_along_separation():

@@ -13,12 +13,11 @@ import pytest
 import tifffile
 import torch
 from ignite.engine import Engine, Events
-from monai.data import MetaTensor
 from torch import nn
 
 from rformer_monai.files import write_tiff_atomic
 from rformer_monai.networks import CheckpointError, load_weights, read_checkpoint
-from rformer_monai.workflows import EpochSummaryHandler, ResumeFromCheckpoint, SaveMaskd, TrainingCheckpointSaver
+from rformer_monai.workflows import EpochSummaryHandler, ResumeFromCheckpoint, TrainingCheckpointSaver
 
 
 def tiny_network(out_channels: int = 2) -> nn.Module:
@@ -117,66 +116,7 @@ def test_weights_of_another_network(tmp_path, other, detail):
 
 
 # ------------------------------------------------------------------------------------------
-# SaveMaskd and write_tiff_atomic
-
-
-def probability_map() -> MetaTensor:
-    probability = torch.zeros(1, 6, 8)
-    probability[0, 1:3, 2:5] = 0.9
-    probability[0, 4, :] = 0.5  # exactly at the threshold: background
-    probability[0, 5, 0] = 0.51
-    return MetaTensor(probability)
-
-
-def expected_mask() -> np.ndarray:
-    mask = np.zeros((6, 8), np.uint8)
-    mask[1:3, 2:5] = 255
-    mask[5, 0] = 255
-    return mask
-
-
-@pytest.mark.parametrize("save_probability", [False, True])
-def test_save_maskd_writes_uint8_mask_named_after_the_input(tmp_path, save_probability):
-    image = MetaTensor(torch.zeros(1, 6, 8), meta={"filename_or_obj": "/data/run 1/sample_07.tif"})
-    data = {"image": image, "pred": probability_map()}
-    output_dir = tmp_path / "out"
-    result = SaveMaskd(keys="pred", output_dir=output_dir, save_probability=save_probability)(data)
-    assert result["pred"] is data["pred"]
-    mask = tifffile.imread(output_dir / "sample_07_mask.tif")
-    assert mask.dtype == np.uint8 and mask.shape == (6, 8)
-    np.testing.assert_array_equal(mask, expected_mask())
-    expected_files = {"sample_07_mask.tif"} | ({"sample_07_prob.tif"} if save_probability else set())
-    assert {p.name for p in output_dir.iterdir()} == expected_files  # no temporary files left
-    if save_probability:
-        probability = tifffile.imread(output_dir / "sample_07_prob.tif")
-        assert probability.dtype == np.float32
-        np.testing.assert_array_equal(probability, probability_map()[0].numpy())
-
-
-def test_save_maskd_prefers_the_prediction_own_file_name(tmp_path):
-    prediction = probability_map()
-    prediction.meta["filename_or_obj"] = "other.png"
-    data = {"image": MetaTensor(torch.zeros(1, 6, 8), meta={"filename_or_obj": "sample.tif"}), "pred": prediction}
-    SaveMaskd(keys="pred", output_dir=tmp_path)(data)
-    assert [p.name for p in tmp_path.iterdir()] == ["other_mask.tif"]
-
-
-def test_save_maskd_threshold(tmp_path):
-    data = {"pred": probability_map()}
-    data["pred"].meta["filename_or_obj"] = "a.tif"
-    SaveMaskd(keys="pred", output_dir=tmp_path, threshold=0.95)(data)
-    assert tifffile.imread(tmp_path / "a_mask.tif").max() == 0
-
-
-def test_save_maskd_without_file_name_raises(tmp_path):
-    with pytest.raises(ValueError, match="cannot name the output of 'pred'"):
-        SaveMaskd(keys="pred", output_dir=tmp_path)({"pred": torch.zeros(1, 4, 4)})
-
-
-@pytest.mark.parametrize("threshold", [0.0, 1.0, -0.2, 1.5])
-def test_save_maskd_bad_threshold(tmp_path, threshold):
-    with pytest.raises(ValueError, match=re.escape(f"threshold must be in (0, 1), got {threshold}")):
-        SaveMaskd(keys="pred", output_dir=tmp_path, threshold=threshold)
+# write_tiff_atomic
 
 
 def test_write_tiff_atomic_writes_and_replaces(tmp_path):
