@@ -52,7 +52,7 @@ TINY_NETWORK = {
 }
 """Overrides that shrink the bundle's network (as ``tests/tiny_bundle_network.py``)."""
 TINY_RUN = {"roi_size": [64, 64], "sw_batch_size": 2}
-RUN = {"num_workers": 0, "device": "cpu", "amp": False}
+RUN = {"device": "cpu", "amp": False}
 KIB = 1024
 MIB = 1024**2
 
@@ -237,7 +237,7 @@ def run_soak(
         logging_file=None,
         dataset_dir=str(inputs.folder),
         output_dir=str(output_dir),
-        handlers=["@particle_analysis"],  # no progress bar over hundreds of images
+        handlers=["@run_summary"],  # no progress bar over hundreds of images
         **overrides,
         **RUN,
     )

@@ -28,7 +28,7 @@ from monai.data import MetaTensor
 from rformer_monai.inference.blocks import IntensityStatistics, intensity_statistics, normalise_block
 from rformer_monai.transforms.background import BACKGROUND_SHRINK, expand_background, shrunk_means, smooth_background
 from rformer_monai.transforms.contrast import DARK, ParticleContrast, contrast_score
-from rformer_monai.transforms.io import MicrographSource
+from rformer_monai.transforms.io import MicrographSource, check_grey_values
 
 __all__ = ["CONTRAST_SAMPLE_PIXELS", "PreparedMicrograph", "prepare_micrograph"]
 
@@ -112,11 +112,14 @@ def prepare_micrograph(
     width = source.shape[1]
     strips = _strips(rows, width)
     stride = _sample_stride(rows, width)
-    minimum, maximum, sample = math.inf, -math.inf, []
+    minimum, maximum, not_finite, sample = math.inf, -math.inf, 0, []
     for strip in strips:
         grey = source.read(strip, slice(None)).astype(np.float32)
-        minimum, maximum = min(minimum, float(grey.min())), max(maximum, float(grey.max()))
+        not_finite += int(np.count_nonzero(~np.isfinite(grey)))
+        minimum = min(minimum, float(np.nanmin(grey, initial=math.inf)))
+        maximum = max(maximum, float(np.nanmax(grey, initial=-math.inf)))
         sample.append(grey[(-strip.start) % stride :: stride, ::stride])
+    check_grey_values(not_finite, minimum, maximum, source.path)
     if stride > 1:
         logger.info("%s: contrast decided on every %d-th row and column", source.path, stride)
     sample_image = MetaTensor(torch.from_numpy(np.concatenate(sample)), meta={"filename_or_obj": str(source.path)})

@@ -236,14 +236,23 @@ def _check_dtype(dtype: np.dtype, path: str | os.PathLike) -> None:
 def _check_values(array: np.ndarray, path: str | os.PathLike) -> None:
     """Reject grey values no pipeline can use (complex, not finite); warn about a constant image."""
     _check_dtype(array.dtype, path)
-    if np.issubdtype(array.dtype, np.floating):
-        not_finite = int(np.count_nonzero(~np.isfinite(array)))
-        if not_finite:
-            raise MicrographReadError(
-                path, f"holds {not_finite} pixels that are not finite numbers (NaN or infinity): replace them first"
-            )
-    if array.min() == array.max():
-        logger.warning("%s: every pixel has the value %s (a blank, constant image)", path, array.flat[0])
+    not_finite = int(np.count_nonzero(~np.isfinite(array))) if np.issubdtype(array.dtype, np.floating) else 0
+    check_grey_values(not_finite, array.min(), array.max(), path)
+
+
+def check_grey_values(not_finite: int, minimum: float, maximum: float, path: str | os.PathLike) -> None:
+    """Reject an image with ``not_finite`` pixels that are NaN or infinite; warn about a constant one (``minimum``
+    equal to ``maximum``). For images read a region at a time, which count and compare as they go.
+
+    Raises:
+        MicrographReadError: naming the file and the number of such pixels.
+    """
+    if not_finite:
+        raise MicrographReadError(
+            path, f"holds {not_finite} pixels that are not finite numbers (NaN or infinity): replace them first"
+        )
+    if minimum == maximum:
+        logger.warning("%s: every pixel has the value %s (a blank, constant image)", path, minimum)
 
 
 def _source_max(dtype: np.dtype) -> float:

@@ -47,7 +47,7 @@ def _read(path: Path) -> list[dict[str, str]]:
 def run(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("interface")
     inputs = _inputs(root / "in")
-    assert main(["segment", str(inputs), "-o", str(root / "out"), "--device", "cpu", "--set", "num_workers=0"]) == 0
+    assert main(["segment", str(inputs), "-o", str(root / "out"), "--device", "cpu"]) == 0
     return inputs, root / "out"
 
 
@@ -102,7 +102,7 @@ def test_summary_pools_per_unit_and_survives_a_resume(run, tmp_path) -> None:
     for path in resumed.glob("b_*"):
         path.unlink()
     (resumed / "summary.csv").unlink()
-    assert main(["segment", str(inputs), "-o", str(resumed), "--device", "cpu", "--set", "num_workers=0"]) == 0
+    assert main(["segment", str(inputs), "-o", str(resumed), "--device", "cpu"]) == 0
     assert (resumed / "summary.csv").read_text() == (out / "summary.csv").read_text()
 
 

@@ -27,7 +27,7 @@ def stacks(tmp_path_factory) -> Path:
 
 
 def _segment_3d(stacks: Path, output: Path, *options: str) -> None:
-    arguments = ["segment-3d", str(stacks), "-o", str(output), "--device", "cpu", "--set", "num_workers=0", *options]
+    arguments = ["segment-3d", str(stacks), "-o", str(output), "--device", "cpu", *options]
     assert main(arguments) == 0
 
 

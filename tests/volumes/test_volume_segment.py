@@ -109,7 +109,7 @@ def test_bundle_run_segments_a_synthetic_stack_with_the_shipped_weights(tmp_path
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPOSITORY), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs, "--bundle_root", str(BUNDLE),
-         "--dataset_dir", images, "--output_dir", str(tmp_path / "out"), "--device", "cpu", "--num_workers", "0"],
+         "--dataset_dir", images, "--output_dir", str(tmp_path / "out"), "--device", "cpu"],
         cwd=REPOSITORY, capture_output=True, text=True, env=environment, timeout=600, check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
