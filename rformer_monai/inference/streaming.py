@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
 from torch import nn
+from tqdm import tqdm
 
 from rformer_monai.files import (
     MASK_SUFFIX,
@@ -203,7 +204,7 @@ def analyse_micrograph(
         amp: run the network under ``torch.autocast``.
         amp_dtype: autocast dtype; default float16 on CUDA, bfloat16 on CPU.
         scratch_dir: folder of the scratch file a compressed TIFF is decoded to; default ``output_dir``.
-        progress: a progress bar over the network's blocks.
+        progress: a progress bar over the network's blocks, where there are several.
 
     Returns:
         The image's ``summary.csv`` row (:func:`~rformer_monai.reports.summary.image_summary`, with the measured
@@ -244,7 +245,7 @@ def analyse_micrograph(
             trust = TrustTally()
 
             def core_probabilities() -> Iterator[tuple[Any, np.ndarray]]:
-                for block in blocks:
+                for block in tqdm(blocks, desc=path.name, unit="block", disable=not progress or len(blocks) < 2):
                     image = prepared.block(*block.region)
                     outputs = predict_outputs(image, network, inferer, device, amp=amp, amp_dtype=amp_dtype)
                     if not particles and len(outputs) not in (1, SEPARATION_CHANNELS):
