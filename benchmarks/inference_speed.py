@@ -5,6 +5,7 @@ against MONAI BasicUNet and SegResNet.
         [--threads N] [--sw_batch_size 4] [--tta] [--devices cpu cuda]
         [--cuda_precision bf16] [--channels_last] [--compile] [--keep_freed_buffers]
     python benchmarks/inference_speed.py --roi 256 512 whole --overlap 0.25 0.125 0 [--models bundle] [--repeats 5]
+        [--image 712 1024] [--sw_batch_size 4]
 
 Every model is the bundle's inference.json network with its override (``configs/`` or ``research/configs/``) merged on, as in the
 cross-validation, and runs in the same run on the same synthetic micrograph, with the bundle's sliding window
@@ -13,11 +14,12 @@ in a fresh process, so that its peak memory is its own: resident memory (VmHWM) 
 ``torch.cuda.max_memory_allocated`` on CUDA. Prints a markdown table: seconds per image, megapixels per second, ms per
 256 x 256 window (the whole inference divided by the number of windows, stitching included), peak memory.
 
-``--roi`` (square window sides, or ``whole``: one window the size of the image) with ``--overlap`` times the
-networks of ``--models`` (default the bundle's) under those window settings against BasicUNet at the bundle's
-256 x 256 / 0.25 on the 1024 x 768 micrograph, all in one process: each timed run of a setting is followed at once
-by a timed run of BasicUNet, so that the machine's load falls on both alike, and the ratio reported is the median of
-those pairs' ratios. Settings that place the same windows (an overlap once one window covers a side) are timed once.
+``--roi`` (square window sides, ``HxW``, or ``whole``: one window the size of the image) with ``--overlap`` times the
+networks of ``--models`` (default the bundle's) under those window settings and ``--sw_batch_size`` against
+BasicUNet at the bundle's 256 x 256 / 0.25 / 4 windows per batch on the 1024 x 768 micrograph (``--image 712
+1024``: the frame with its data bar cut, as the bundle infers it), all in one process: each timed run of a setting is followed at once
+by a timed run of BasicUNet, so that both meet the same load, and the ratio reported is the median of those pairs'
+ratios. Load from other jobs still slows many small windows more than one large one: compare on a quiet machine. Settings that place the same windows (an overlap once one window covers a side) are timed once.
 A second table splits one forward pass of each ResidualFormer into encoder and decoder, on a batch of windows and
 on the whole image.
 
@@ -50,7 +52,8 @@ MODE = "gaussian"
 SMALL_IMAGE = (768, 1024)  # H x W: a 1024 x 768 SEM micrograph
 LARGE_IMAGE = (8192, 8192)
 WHOLE = "whole"  # --roi: one window the size of the image
-BASELINE_MODEL = "basicunet"  # --roi compares against this network at ROI_SIZE / OVERLAP
+BASELINE_MODEL = "basicunet"  # --roi compares against this network at ROI_SIZE / OVERLAP, BASELINE_SW_BATCH_SIZE
+BASELINE_SW_BATCH_SIZE = 4  # the bundle's
 DEFAULT_THREADS = 2  # as the README's timings (rformer-infer --threads 2)
 STITCH_BYTES_PER_PIXEL = 12  # float32 input, stitched output and weight sum
 MODELS = {  # name: (label, the override merged onto inference.json, from the repository root)
@@ -101,11 +104,11 @@ def window_count(shape: tuple[int, int], roi_size=ROI_SIZE, overlap: float = OVE
 def window_settings(
     shape: tuple[int, int], rois: list, overlaps: list[float]
 ) -> list[tuple[tuple[int, int], float]]:
-    """``(roi_size, overlap)`` for every ``--roi`` (a side, or :data:`WHOLE` for the image's shape) and overlap,
+    """``(roi_size, overlap)`` for every ``--roi`` (a side, an ``(H, W)``, or :data:`WHOLE` for the image's shape) and overlap,
     in that order; a setting that places the same windows as an earlier one is left out."""
     settings, seen = [], set()
     for roi in rois:
-        roi_size = tuple(shape) if roi == WHOLE else (roi, roi)
+        roi_size = tuple(shape) if roi == WHOLE else roi if isinstance(roi, tuple) else (roi, roi)
         for overlap in overlaps:
             windows = (roi_size, tuple(str(window) for window in window_slices(shape, roi_size, overlap)))
             if windows not in seen:
@@ -115,16 +118,16 @@ def window_settings(
 
 
 def _roi_argument(value: str):
-    """``--roi``: :data:`WHOLE` or a positive side in pixels."""
+    """``--roi``: :data:`WHOLE`, a positive side in pixels, or ``HxW`` (returned as an ``(H, W)`` tuple)."""
     if value == WHOLE:
         return value
     try:
-        side = int(value)
+        sides = tuple(int(side) for side in value.split("x"))
     except ValueError:
-        side = 0
-    if side <= 0:
-        raise argparse.ArgumentTypeError(f"a window side in pixels or {WHOLE!r}, got {value!r}")
-    return side
+        sides = ()
+    if len(sides) not in (1, 2) or min(sides) <= 0:
+        raise argparse.ArgumentTypeError(f"a window side in pixels, HxW or {WHOLE!r}, got {value!r}")
+    return sides if len(sides) == 2 else sides[0]
 
 
 # ------------------------------------------------------------------ one case, in its own process
@@ -200,17 +203,22 @@ def _time_sliding_window(network: torch.nn.Module, image: torch.Tensor, roi_size
 
 
 def compare_window_settings(
-    models: list[str], settings: list[tuple[tuple[int, int], float]], repeats: int, sw_batch_size: int
+    models: list[str],
+    settings: list[tuple[tuple[int, int], float]],
+    repeats: int,
+    sw_batch_size: int,
+    shape: tuple[int, int] = SMALL_IMAGE,
 ) -> dict:
-    """Time every model under every ``(roi_size, overlap)`` on the 1024 x 768 micrograph, each run followed at
-    once by one of :data:`BASELINE_MODEL` at ``ROI_SIZE`` / ``OVERLAP``, ``repeats`` rounds.
+    """Time every model under every ``(roi_size, overlap)`` with ``sw_batch_size`` on an image of ``shape`` (H, W),
+    each run followed at once by one of :data:`BASELINE_MODEL` at ``ROI_SIZE`` / ``OVERLAP`` /
+    :data:`BASELINE_SW_BATCH_SIZE`, ``repeats`` rounds.
 
     Returns:
-        ``{"baseline": [seconds, ...], "rows": [{"model", "roi_size", "overlap", "seconds": [...],
+        ``{"shape": shape, "baseline": [seconds, ...], "rows": [{"model", "roi_size", "overlap", "seconds": [...],
         "ratios": [...]}, ...]}``; a ratio is the baseline's seconds over the setting's in one pair (above 1: faster).
     """
     networks = {name: build_model(name) for name in {*models, BASELINE_MODEL}}
-    image = torch.randn(1, 1, *SMALL_IMAGE, generator=torch.Generator().manual_seed(0))
+    image = torch.randn(1, 1, *shape, generator=torch.Generator().manual_seed(0))
     rows = [
         {"model": model, "roi_size": roi_size, "overlap": overlap, "seconds": [], "ratios": []}
         for model in models
@@ -218,7 +226,7 @@ def compare_window_settings(
     ]
 
     def baseline() -> float:
-        return _time_sliding_window(networks[BASELINE_MODEL], image, ROI_SIZE, OVERLAP, sw_batch_size)
+        return _time_sliding_window(networks[BASELINE_MODEL], image, ROI_SIZE, OVERLAP, BASELINE_SW_BATCH_SIZE)
 
     def timed(row: dict) -> float:
         return _time_sliding_window(networks[row["model"]], image, row["roi_size"], row["overlap"], sw_batch_size)
@@ -233,7 +241,7 @@ def compare_window_settings(
             row["seconds"].append(seconds)
             row["ratios"].append(reference / seconds)
             baseline_seconds.append(reference)
-    return {"baseline": baseline_seconds, "rows": rows}
+    return {"shape": tuple(shape), "baseline": baseline_seconds, "rows": rows}
 
 
 def forward_parts(model: str, input_shapes: list[tuple[int, ...]], repeats: int) -> list[dict]:
@@ -263,8 +271,8 @@ def forward_parts(model: str, input_shapes: list[tuple[int, ...]], repeats: int)
     return parts
 
 
-def _setting_label(model: str, roi_size, overlap: float) -> str:
-    if tuple(roi_size) == SMALL_IMAGE:
+def _setting_label(model: str, roi_size, overlap: float, shape: tuple[int, int]) -> str:
+    if tuple(roi_size) == tuple(shape):
         window = f"whole image ({roi_size[1]} x {roi_size[0]})"
     else:
         window = f"{roi_size[1]} x {roi_size[0]}, overlap {overlap:g}"
@@ -273,26 +281,27 @@ def _setting_label(model: str, roi_size, overlap: float) -> str:
 
 def window_settings_table(comparison: dict) -> str:
     """Markdown table of :func:`compare_window_settings`: medians, and the range of the pairs' ratios."""
-    megapixels = SMALL_IMAGE[0] * SMALL_IMAGE[1] / 1e6
+    shape = comparison["shape"]
+    megapixels = shape[0] * shape[1] / 1e6
     lines = [
         (
-            "| setting | windows | pixels computed / image pixels | s per 1024 x 768 | MP/s | speed vs BasicUNet "
-            "256 x 256 / 0.25 (median of pairs; range) |"
+            f"| setting | windows | pixels computed / image pixels | s per {shape[1]} x {shape[0]} image | MP/s "
+            "| speed vs BasicUNet 256 x 256 / 0.25 (median of pairs; range) |"
         ),
         "|---|---|---|---|---|---|",
     ]
     baseline = statistics.median(comparison["baseline"])
-    windows = window_count(SMALL_IMAGE)
+    windows = window_count(shape)
     lines.append(
-        f"| {_setting_label(BASELINE_MODEL, ROI_SIZE, OVERLAP)} (every pair's reference) | {windows} | "
+        f"| {_setting_label(BASELINE_MODEL, ROI_SIZE, OVERLAP, shape)} (every pair's reference) | {windows} | "
         f"{windows * ROI_SIZE[0] * ROI_SIZE[1] / 1e6 / megapixels:.2f} | {baseline:.3g} | {megapixels / baseline:.3g} | 1 |"
     )
     for row in comparison["rows"]:
-        windows = window_count(SMALL_IMAGE, row["roi_size"], row["overlap"])
+        windows = window_count(shape, row["roi_size"], row["overlap"])
         computed = windows * row["roi_size"][0] * row["roi_size"][1] / 1e6
         seconds = statistics.median(row["seconds"])
         lines.append(
-            f"| {_setting_label(row['model'], row['roi_size'], row['overlap'])} | {windows} | "
+            f"| {_setting_label(row['model'], row['roi_size'], row['overlap'], shape)} | {windows} | "
             f"{computed / megapixels:.2f} | {seconds:.3g} | {megapixels / seconds:.3g} | "
             f"**{statistics.median(row['ratios']):.2f}x**; {min(row['ratios']):.2f} to {max(row['ratios']):.2f} |"
         )
@@ -350,13 +359,14 @@ def _main_window_settings(arguments: argparse.Namespace) -> int:
         keep_freed_buffers()
     torch.set_num_threads(arguments.threads)
     models = arguments.models or ["bundle"]
-    settings = window_settings(SMALL_IMAGE, arguments.roi, arguments.overlap)
-    print(f"# Window settings on a 1024 x 768 micrograph, CPU fp32, {MODE} blending, sw_batch_size "
+    shape = tuple(arguments.image)
+    settings = window_settings(shape, arguments.roi, arguments.overlap)
+    print(f"# Window settings on a {shape[1]} x {shape[0]} micrograph, CPU fp32, {MODE} blending, sw_batch_size "
           f"{arguments.sw_batch_size}, {arguments.repeats} interleaved rounds"
           f"{', freed buffers kept' if arguments.keep_freed_buffers else ''}\n\n{_machine(['cpu'], arguments.threads)}\n")
-    comparison = compare_window_settings(models, settings, arguments.repeats, arguments.sw_batch_size)
+    comparison = compare_window_settings(models, settings, arguments.repeats, arguments.sw_batch_size, shape)
     print(window_settings_table(comparison) + "\n", flush=True)
-    shapes = [(arguments.sw_batch_size, 1, *ROI_SIZE), (1, 1, *SMALL_IMAGE)]
+    shapes = [(arguments.sw_batch_size, 1, *ROI_SIZE), (1, 1, *shape)]
     residualformers = [model for model in models if model not in MONAI_MODELS]
     parts = [part for model in residualformers for part in forward_parts(model, shapes, arguments.repeats)]
     if parts:
@@ -383,10 +393,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--roi", nargs="+", type=_roi_argument,
-        help=f"window sides to time against BasicUNet at 256 / 0.25 in one process ({WHOLE!r}: the whole image); "
+        help=f"window sides (or HxW) to time against BasicUNet at 256 / 0.25 in one process ({WHOLE!r}: the whole image); "
         "--models defaults to the bundle's network",
     )
     parser.add_argument("--overlap", nargs="+", type=float, default=[OVERLAP], help="overlaps for --roi (default 0.25)")
+    parser.add_argument(
+        "--image", nargs=2, type=int, default=list(SMALL_IMAGE), metavar=("H", "W"),
+        help="image height and width for --roi (default 768 1024; 712 1024 is a BAM frame with its data bar cut, "
+        "as the bundle infers it)",
+    )
     arguments = parser.parse_args(argv)
     if arguments.case:
         print(json.dumps(run_case(json.loads(arguments.case))))
