@@ -57,3 +57,27 @@ def test_table_row_fills_every_column_of_the_header():
     assert row.count("|") == header.count("|")
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[4:8] == ["1024 x 768", "2", "0.393", "100"]  # image, s / image, MP/s, ms / window
+
+
+def test_window_settings_drop_settings_that_place_the_same_windows():
+    module = _benchmark_module()
+    settings = module.window_settings(module.SMALL_IMAGE, [256, 1024, module.WHOLE], [0.25, 0])
+    assert settings == [((256, 256), 0.25), ((256, 256), 0), ((1024, 1024), 0.25), ((768, 1024), 0.25)]
+    assert [module.window_count(module.SMALL_IMAGE, *setting) for setting in settings] == [20, 12, 1, 1]
+
+
+def test_roi_argument_names_the_bad_value():
+    module = _benchmark_module()
+    assert module._roi_argument("512") == 512
+    assert module._roi_argument("768x1024") == (768, 1024)
+    with pytest.raises(module.argparse.ArgumentTypeError, match="'whole', got '-3'"):
+        module._roi_argument("-3")
+
+
+def test_window_settings_table_fills_every_column_of_the_header():
+    module = _benchmark_module()
+    row = {"model": "bundle", "roi_size": module.SMALL_IMAGE, "overlap": 0.25, "seconds": [2.0, 3.0], "ratios": [1.5, 1.6]}
+    lines = module.window_settings_table({"shape": module.SMALL_IMAGE, "baseline": [3.0, 4.0], "rows": [row]}).splitlines()
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+    assert "whole image (1024 x 768) | 1 | 1.00 | 2.5 |" in lines[-1]
+    assert "**1.55x**" in lines[-1]
