@@ -3,7 +3,7 @@ labels, particle table, ROIs, overlay, size plot, record) on synthetic micrograp
 process.
 
     python benchmarks/large_image_memory.py [--sizes 1024x768 8192x8192 16384x16384] [--network bundle|identity]
-        [--threads 1] [--block_size 4096] [--sw_batch_size 4] [--masks_only] [--work_dir DIR]
+        [--threads 1] [--block_size 4096] [--sw_batch_size N] [--masks_only] [--work_dir DIR]
 
 The micrograph is a lattice of bright disks on a textured background with a 5 % data bar, written as an
 uncompressed 8-bit TIFF strip by strip. ``--network bundle`` is the bundle's network with its shipped weights;
@@ -66,10 +66,11 @@ def child(arguments: argparse.Namespace) -> None:
         "bundle_root": str(BUNDLE),
         "device": "$torch.device('cpu')",
         "output_dir": arguments.output_dir,
-        "sw_batch_size": arguments.sw_batch_size,
         "block_size": arguments.block_size,
         "pixel_size_nm": 1.0,
     }
+    if arguments.sw_batch_size is not None:
+        overrides["sw_batch_size"] = arguments.sw_batch_size
     if arguments.network == "identity":
         overrides.update(trained_network="$torch.nn.Conv2d(1, 1, 1)", intensity="zscore")
     for key, value in overrides.items():
@@ -98,7 +99,7 @@ def main() -> None:
     parser.add_argument("--network", choices=["bundle", "identity"], default="bundle")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--block_size", type=int, default=4096)
-    parser.add_argument("--sw_batch_size", type=int, default=4)
+    parser.add_argument("--sw_batch_size", type=int, help="default the config's")
     parser.add_argument("--masks_only", action="store_true", help="leave out the particle step")
     parser.add_argument("--work_dir", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -128,8 +129,7 @@ def main() -> None:
                 str(arguments.threads),
                 "--block_size",
                 str(arguments.block_size),
-                "--sw_batch_size",
-                str(arguments.sw_batch_size),
+                *([] if arguments.sw_batch_size is None else ["--sw_batch_size", str(arguments.sw_batch_size)]),
                 *(["--masks_only"] if arguments.masks_only else []),
             ]
             result = json.loads(

@@ -32,7 +32,6 @@ import numpy as np
 import tifffile
 import torch
 from monai.bundle import ConfigParser
-from monai.inferers import SlidingWindowInferer
 
 from research.baselines import otsu_mask
 from rformer_monai.data.discovery import discover_pairs
@@ -162,10 +161,7 @@ def main() -> None:
     config.read_config(str(BUNDLE / "configs" / "inference.json"))
     config["bundle_root"] = str(BUNDLE)
     network = load_weights(config.get_parsed_content("network_def"), BUNDLE / "models" / "model.pt").eval()
-    inferer = SlidingWindowInferer(
-        roi_size=config["roi_size"], sw_batch_size=config["sw_batch_size"], overlap=config["sw_overlap"],
-        mode=config["sw_mode"],
-    )
+    inferer = config.get_parsed_content("inferer")
     threshold = float(config["threshold"])
 
     pairs = discover_pairs(args.dataset_dir)[: args.limit]

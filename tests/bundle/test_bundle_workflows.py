@@ -270,11 +270,15 @@ def test_inference_without_weights_is_a_clear_error(tmp_path):
 
 
 def test_configs_share_one_network_definition():
+    """Training, evaluation and inference run one network on one normalisation; inference's window is its own (one
+    768 x 1024 window over a frame, padded by repetition; training crops 256 x 256)."""
     train = json.loads((CONFIGS / "train.json").read_text())
     inference = json.loads((CONFIGS / "inference.json").read_text())
     assert train["network_def"] == inference["network_def"]
-    for key in ("roi_size", "intensity", "sw_overlap", "sw_mode"):
+    for key in ("intensity", "sw_overlap", "sw_mode"):
         assert train[key] == inference[key]
+    assert train["roi_size"] == [256, 256] and inference["roi_size"] == [768, 1024]
+    assert inference["inferer"]["padding_mode"] == "replicate"
 
 
 SHIPPED_WORKFLOWS = [
