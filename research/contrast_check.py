@@ -14,7 +14,7 @@ inference; ``inferences_reused`` counts them.
     # the bundle itself on the inverted copies, then their pooled Dice:
     python -m monai.bundle run --config_file bundles/residualformer_sem/configs/inference.json \
         --bundle_root bundles/residualformer_sem --dataset_dir /tmp/contrast_check/inverted \
-        --output_dir /tmp/contrast_check/bundle_inverted --num_workers 0
+        --output_dir /tmp/contrast_check/bundle_inverted
     python research/contrast_check.py --score_bundle_masks /tmp/contrast_check/bundle_inverted
 """
 
