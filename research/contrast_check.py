@@ -162,7 +162,7 @@ def main() -> None:
     config["bundle_root"] = str(BUNDLE)
     network = load_weights(config.get_parsed_content("network_def"), BUNDLE / "models" / "model.pt").eval()
     inferer = config.get_parsed_content("inferer")
-    threshold = float(config["threshold"])
+    threshold = float(config.get_parsed_content("threshold"))
 
     pairs = discover_pairs(args.dataset_dir)[: args.limit]
     inverted = write_inverted(pairs, work_dir / "inverted")
