@@ -1,8 +1,8 @@
 """Flattening an uneven film: a smooth background (haze, a thickness or illumination gradient) subtracted
 before the intensity normalisation, so that the min-max normalisation spends its range on the particles.
 
-Opt-in (``flatten_background``): with the shipped weights and ``contrast="auto"`` the 30 BAM images keep their
-pooled Dice (0.9564 without, 0.9562 with it), and five inverted BAM images under a smooth additive gradient
+On in the bundle's inference (``flatten_background``): with the shipped weights and ``contrast="auto"`` the 30 BAM
+images keep their pooled Dice (0.9567 without, 0.9565 with it), and five inverted BAM images under a smooth additive gradient
 (a haze proxy) go from pooled Dice 0.573 to 0.958 (``research/contrast_check.py --flatten_background``,
 ``research/contrast_haze.py``). Apply it after
 :class:`~rformer_monai.transforms.contrast.ParticleContrastd`: the background is estimated as a low
