@@ -75,14 +75,20 @@ def write_tiff_atomic(path: str | os.PathLike, array: np.ndarray, pixel_size_nm:
     """
     import tifffile
 
-    options: dict[str, Any] = {"compression": "zlib"}
-    if pixel_size_nm is not None and np.asarray(array).dtype in IMAGEJ_DTYPES:
-        pixels_per_nm = 1.0 / float(pixel_size_nm)
-        options.update(imagej=True, resolution=(pixels_per_nm, pixels_per_nm), metadata={"unit": "nm"})
-    elif pixel_size_nm is not None:
-        pixels_per_cm = NM_PER_CENTIMETRE / float(pixel_size_nm)
-        options.update(resolution=(pixels_per_cm, pixels_per_cm), resolutionunit="CENTIMETER")
+    options = {"compression": "zlib", **calibration_options(pixel_size_nm, np.asarray(array).dtype in IMAGEJ_DTYPES)}
     return write_atomic(path, lambda temporary: tifffile.imwrite(temporary, array, **options))
+
+
+def calibration_options(pixel_size_nm: float | None, imagej: bool) -> dict[str, Any]:
+    """``tifffile.imwrite`` options that calibrate a TIFF: ImageJ's calibration in nm (``imagej``), else resolution
+    tags in centimetres; none without a pixel size."""
+    if pixel_size_nm is None:
+        return {}
+    if imagej:
+        pixels_per_nm = 1.0 / float(pixel_size_nm)
+        return {"imagej": True, "resolution": (pixels_per_nm, pixels_per_nm), "metadata": {"unit": "nm"}}
+    pixels_per_cm = NM_PER_CENTIMETRE / float(pixel_size_nm)
+    return {"resolution": (pixels_per_cm, pixels_per_cm), "resolutionunit": "CENTIMETER"}
 
 
 def write_csv_atomic(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], fieldnames: Sequence[str]) -> Path:

@@ -37,9 +37,9 @@ from tqdm import tqdm
 
 from rformer_monai.files import (
     MASK_SUFFIX,
-    NM_PER_CENTIMETRE,
     PROBABILITY_SUFFIX,
     TEMPORARY_SUFFIX,
+    calibration_options,
     output_stem,
     write_tiff_atomic,
 )
@@ -115,10 +115,7 @@ def write_image_strips(
     height, width = shape
     if height * width <= IN_MEMORY_IMAGE_PIXELS:
         return write_tiff_atomic(path, np.concatenate(list(strips)).astype(dtype, copy=False), pixel_size_nm)
-    options: dict[str, Any] = {}
-    if pixel_size_nm is not None:
-        pixels_per_cm = NM_PER_CENTIMETRE / float(pixel_size_nm)
-        options.update(resolution=(pixels_per_cm, pixels_per_cm), resolutionunit="CENTIMETER")
+    options = calibration_options(pixel_size_nm, imagej=False)  # ImageJ's TIFF format has no tiles
     with _atomic_output(path) as temporary:
         tiles = _tiles(strips, width, OUTPUT_TILE)
         tifffile.imwrite(

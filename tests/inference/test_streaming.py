@@ -178,3 +178,19 @@ def test_blocks_write_the_whole_image_particle_analysis(tmp_path, write_tiff, da
                                (streamed_dir, expected_dir))
     assert record.pop("contrast_score") == pytest.approx(expected_record.pop("contrast_score"), abs=1e-12)
     assert record == expected_record
+
+
+def test_images_above_the_in_memory_size_are_tiled_and_calibrated(tmp_path, tiny_net, write_tiff, monkeypatch):
+    """Mask and labels too large to gather are streamed to tiled TIFFs with the same pixels, the pixel size in cm."""
+    path = write_tiff("small.tif", particles_image((130, 250), seed=1))
+    inferer = SlidingWindowInferer((64, 64), sw_batch_size=4, overlap=0.25, mode="gaussian")
+    analyse_micrograph(path, tmp_path / "whole", tiny_net, inferer, crop_bottom=0, pixel_size_nm=PIXEL_SIZE_NM)
+    monkeypatch.setattr("rformer_monai.inference.streaming.IN_MEMORY_IMAGE_PIXELS", 100)
+    analyse_micrograph(path, tmp_path / "tiled", tiny_net, inferer, crop_bottom=0, pixel_size_nm=PIXEL_SIZE_NM)
+    for suffix in ("_mask.tif", "_labels.tif"):
+        with tifffile.TiffFile(tmp_path / "tiled" / f"small{suffix}") as tiled:
+            page = tiled.pages[0]
+            assert page.is_tiled and page.tags["ResolutionUnit"].value == tifffile.RESUNIT.CENTIMETER
+            numerator, denominator = page.tags["XResolution"].value
+            assert 1e7 / (numerator / denominator) == pytest.approx(PIXEL_SIZE_NM)
+            np.testing.assert_array_equal(page.asarray(), tifffile.imread(tmp_path / "whole" / f"small{suffix}"))
