@@ -17,6 +17,7 @@ The returned :class:`PreparedMicrograph` reads any region of the prepared image.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -48,6 +49,11 @@ def _strips(rows: int, width: int) -> list[slice]:
 
 def _sample_stride(rows: int, width: int) -> int:
     return max(1, math.ceil(math.sqrt(rows * width / CONTRAST_SAMPLE_PIXELS)))
+
+
+def _sampled(values: np.ndarray, strip: slice, stride: int) -> np.ndarray:
+    """The pixels of a strip of rows that lie on the image's every ``stride``-th row and column."""
+    return values[(-strip.start) % stride :: stride, ::stride]
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,7 @@ def prepare_micrograph(
         not_finite += int(np.count_nonzero(~np.isfinite(grey)))
         minimum = min(minimum, float(np.nanmin(grey, initial=math.inf)))
         maximum = max(maximum, float(np.nanmax(grey, initial=-math.inf)))
-        sample.append(grey[(-strip.start) % stride :: stride, ::stride])
+        sample.append(_sampled(grey, strip, stride))
     check_grey_values(not_finite, minimum, maximum, source.path)
     if stride > 1:
         logger.info("%s: contrast decided on every %d-th row and column", source.path, stride)
@@ -132,22 +138,17 @@ def prepare_micrograph(
     prepared = PreparedMicrograph(source, (rows, width), polarity, score, inversion, None, 0.0, intensity)
     if flatten_background:
         means = np.concatenate([shrunk_means(prepared.read(strip, slice(None))) for strip in strips])
-        background = smooth_background(means)
-        unshifted = PreparedMicrograph(source, (rows, width), polarity, score, inversion, background, 0.0, intensity)
+        unshifted = dataclasses.replace(prepared, background=smooth_background(means))
         lowest, sample = math.inf, []
         for strip in strips:
             flattened = unshifted._flattened(prepared.read(strip, slice(None)), strip, slice(None))
             lowest = min(lowest, float(flattened.min()))
-            sample.append(flattened[(-strip.start) % stride :: stride, ::stride])
-        score = contrast_score(np.concatenate(sample))
+            sample.append(_sampled(flattened, strip, stride))
         if inversion is None:
             prepared_minimum = minimum
         else:
             prepared_minimum = float(np.float32(inversion) - np.float32(maximum))
-        prepared = PreparedMicrograph(
-            source, (rows, width), polarity, score, inversion, background, prepared_minimum - lowest, intensity
+        prepared = dataclasses.replace(
+            unshifted, contrast_score=contrast_score(np.concatenate(sample)), offset=prepared_minimum - lowest
         )
-    statistics = intensity_statistics(prepared, rows)
-    return PreparedMicrograph(
-        source, (rows, width), polarity, score, inversion, prepared.background, prepared.offset, intensity, statistics
-    )
+    return dataclasses.replace(prepared, statistics=intensity_statistics(prepared, rows))
