@@ -14,6 +14,7 @@ one code path) into a temporary folder and reads the outputs back, so the mask i
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -32,8 +33,11 @@ from rformer_monai.files import MASK_SUFFIX
 from rformer_monai.particles.imagej import table_rows
 from rformer_monai.reports.summary import IMAGE_RECORD_SUFFIX, read_particle_csv
 from rformer_monai.reports.tables import ECD_VALUES_KEY, LABELS_SUFFIX, PARTICLES_SUFFIX
+from rformer_monai.reports.uncertainty import applicable_errors, range_columns
 
 __all__ = ["Segmentation", "Segmenter", "segment"]
+
+logger = logging.getLogger(__name__)
 
 ARRAY_NAME = "array"
 """The stem of an image given as an array."""
@@ -52,7 +56,8 @@ class Segmentation:
         pixel_size_nm: the pixel size in nm, or None where unknown (sizes then in the ``_px`` columns).
         pixel_size_source: where it came from: the tag read (``zeiss``, ``fei``, ``imagej``, ``tiff_resolution``),
             ``given`` or ``unknown``.
-        summary: the image's ``summary.csv`` row (counts, ECD statistics, area fraction).
+        summary: the image's ``summary.csv`` row (counts, ECD statistics, area fraction, and the ranges of the
+            true count and median ECD where the bundle's measured errors apply to the weights and settings).
         warnings: e.g. ``uncalibrated``.
     """
 
@@ -115,6 +120,10 @@ class Segmenter:
             parser[key] = value
         self.parser = parser
         self.analysis = parser.get_parsed_content("analysis")
+        settings = dict(parser.get_parsed_content("settings"), particle_separation=parser.get_parsed_content("particle_separation"))
+        self.errors, reason = applicable_errors(root, settings)
+        if self.errors is None:
+            logger.info("no ranges for the true count and median ECD: %s", reason)
 
     def __call__(self, image: str | os.PathLike | np.ndarray, pixel_size_nm: float | None = None) -> Segmentation:
         """Segment one micrograph: a file path or a 2-D (H, W) array (grey values as stored).
@@ -147,6 +156,7 @@ class Segmenter:
             labels = tifffile.imread(output_dir / f"{stem}{LABELS_SUFFIX}").astype(np.int64)
             particles = _typed_columns(read_particle_csv(output_dir / f"{stem}{PARTICLES_SUFFIX}"))
         summary.pop(ECD_VALUES_KEY)
+        summary.update(range_columns(summary, self.errors))
         return Segmentation(
             mask=mask,
             labels=labels,

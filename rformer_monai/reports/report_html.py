@@ -18,6 +18,7 @@ from rformer_monai.reports.summary import (
     SUMMARY_CSV_NAME,
     read_image_records,
 )
+from rformer_monai.reports.uncertainty import MeasurementErrors
 
 __all__ = ["REPORT_NAME", "write_report"]
 
@@ -93,8 +94,27 @@ def _gallery(output_dir: Path) -> str:
     return "<div class='gallery'>\n" + "\n".join(cards) + "\n</div>"
 
 
-def write_report(output_dir: str | os.PathLike) -> Path:
+def _errors_paragraph(errors: MeasurementErrors | None, reason: str) -> str:
+    if errors is None:
+        reason_text = f": {_text(reason)}" if reason else ""
+        return f"<p id='errors'>No ranges for the true count and median ECD{reason_text}.</p>"
+    low, high = (f"{percent:g}" for percent in errors.percentiles)
+    return (
+        f"<p id='errors'>How wrong these numbers may be: {_text(errors.describe())}. The columns "
+        f"<code>count_low</code>&ndash;<code>count_high</code> and <code>ecd_median_low</code>&ndash;"
+        f"<code>ecd_median_high</code> give the range in which the true value lay on the held-out images between "
+        f"the {low}th and {high}th percentile of those errors; they hold for micrographs like those "
+        f"({_text(errors.protocol)}), and are left empty for images the trust check flagged.</p>"
+    )
+
+
+def write_report(output_dir: str | os.PathLike, errors: MeasurementErrors | None = None, errors_reason: str = "") -> Path:
     """Write ``OUT/report.html`` over the images complete in ``output_dir`` (after the summary is written).
+
+    Args:
+        output_dir: the run's output folder.
+        errors: the measured errors behind ``summary.csv``'s ranges, where they apply.
+        errors_reason: why no errors apply, where ``errors`` is None.
 
     Returns:
         The path written.
@@ -107,6 +127,7 @@ def write_report(output_dir: str | os.PathLike) -> Path:
 <p>Files: <a href="{SUMMARY_CSV_NAME}">summary.csv</a> · <a href="run.json">run.json</a> (settings, weights,
 per-image records). Sizes are equivalent circular diameters (ECD) of the particles off the image border.</p>
 <h2>Summary</h2>
+{_errors_paragraph(errors, errors_reason)}
 {_summary_table(output_dir)}
 <h2>Size distribution</h2>
 {_figures(output_dir)}

@@ -14,6 +14,7 @@ from typing import Any
 
 from rformer_monai.files import sha256_of, write_atomic
 from rformer_monai.reports.summary import read_image_records
+from rformer_monai.reports.uncertainty import MeasurementErrors
 
 __all__ = ["RUN_RECORD_NAME", "write_run_record"]
 
@@ -47,7 +48,11 @@ def _bundle(bundle_root: str | os.PathLike | None) -> dict[str, Any]:
 
 
 def write_run_record(
-    output_dir: str | os.PathLike, settings: Mapping[str, Any], bundle_root: str | os.PathLike | None = None
+    output_dir: str | os.PathLike,
+    settings: Mapping[str, Any],
+    bundle_root: str | os.PathLike | None = None,
+    errors: MeasurementErrors | None = None,
+    errors_reason: str = "",
 ) -> Path:
     """Write ``OUT/run.json`` for the images complete in ``output_dir``.
 
@@ -55,6 +60,8 @@ def write_run_record(
         output_dir: the run's output folder.
         settings: the run's settings (the bundle's ``settings``); ``ckpt_path`` names the weights hashed.
         bundle_root: the bundle folder, for its name and version.
+        errors: the measured errors behind ``summary.csv``'s ranges, where they apply.
+        errors_reason: why no errors apply, where ``errors`` is None.
 
     Returns:
         The path written.
@@ -70,6 +77,9 @@ def write_run_record(
         "bundle": _bundle(bundle_root),
         "weights": weights,
         "settings": _plain(dict(settings)),
+        "measurement_errors": (
+            {"applied": True, **errors.to_metadata()} if errors is not None else {"applied": False, "reason": errors_reason}
+        ),
         "python": platform.python_version(),
         "images": read_image_records(output_dir),
     }

@@ -9,8 +9,10 @@ unit, never mixed.
 Columns of ``summary.csv`` (:data:`SUMMARY_COLUMNS`): ``stem``, ``unit``, ``pixel_size_nm``,
 ``pixel_size_source``, the counts (``particle_count``, ``edge_particle_count``, ``measured_count``,
 ``flagged_count``: 1 where the trust check flagged the image, the flagged images on a pooled row), the ECD
-statistics of the particles off the border (:data:`ECD_STATISTICS`), ``area_fraction``, ``contrast`` and
-``warning`` (the trust check's reasons). A statistic is one
+statistics of the particles off the border (:data:`ECD_STATISTICS`), ``area_fraction``, the ranges in which the
+true count and median ECD likely lie (:data:`~rformer_monai.reports.uncertainty.RANGE_COLUMNS`, from the weights'
+cross-validation errors; empty where those do not apply), ``contrast`` and ``warning`` (the trust check's
+reasons). A statistic is one
 entry of :data:`ECD_STATISTICS`, a count one entry of :data:`COUNTS`: adding a column is adding an entry.
 """
 
@@ -31,6 +33,7 @@ import numpy as np
 from rformer_monai.files import write_atomic, write_csv_atomic
 from rformer_monai.particles.imagej import DECIMALS
 from rformer_monai.reports.figures import plot_size_distribution
+from rformer_monai.reports.uncertainty import RANGE_COLUMNS, MeasurementErrors, range_columns
 
 __all__ = [
     "COUNTS",
@@ -96,7 +99,7 @@ ECD_STATISTICS: dict[str, tuple[Callable[[np.ndarray], float], bool]] = {
 COUNTS: tuple[str, ...] = ("particle_count", "edge_particle_count", "measured_count", "flagged_count")
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "stem", "unit", "pixel_size_nm", "pixel_size_source", *COUNTS, *ECD_STATISTICS, "area_fraction",
-    CONTRAST_COLUMN, WARNING_COLUMN,
+    *RANGE_COLUMNS, CONTRAST_COLUMN, WARNING_COLUMN,
 )
 """Columns of ``summary.csv``."""
 
@@ -150,6 +153,7 @@ def image_summary(table: Mapping[str, Sequence[Any]], record: Mapping[str, Any])
         "flagged_count": int(bool(warning)),
         **ecd_statistics(measured, unit),
         "area_fraction": _round(float(area.sum()) / sample_area, RATIO_DECIMALS) if sample_area > 0 else math.nan,
+        **range_columns({}, None),
         CONTRAST_COLUMN: str(record.get(CONTRAST_COLUMN) or ""),
         WARNING_COLUMN: warning,
         "ecd_values": measured,
@@ -217,7 +221,7 @@ class RunSummary:
     pooled: list[dict[str, Any]] = field(default_factory=list)
 
 
-def write_folder_summary(output_dir: str | os.PathLike) -> RunSummary:
+def write_folder_summary(output_dir: str | os.PathLike, errors: MeasurementErrors | None = None) -> RunSummary:
     """Write ``summary.csv`` and the pooled size-distribution figures from the image files in ``output_dir``.
 
     One row per complete image, then one ``pooled`` row per unit present (nm, then px). The pooled ECD
@@ -226,6 +230,9 @@ def write_folder_summary(output_dir: str | os.PathLike) -> RunSummary:
 
     Args:
         output_dir: the run's output folder.
+        errors: the weights' measured errors where they apply to the run
+            (:func:`~rformer_monai.reports.uncertainty.applicable_errors`), for the range columns; None leaves
+            them empty.
 
     Returns:
         The rows written; no rows (nothing written) when no image is complete.
@@ -242,6 +249,8 @@ def write_folder_summary(output_dir: str | os.PathLike) -> RunSummary:
         unit_rows = [row for row in rows if row["unit"] == unit]
         if unit_rows:
             pooled.append(_pooled_row(unit_rows, unit))
+    for row in [*rows, *pooled]:
+        row.update(range_columns(row, errors))
     write_csv_atomic(output_dir / SUMMARY_CSV_NAME, [*rows, *pooled], SUMMARY_COLUMNS)
     for index, row in enumerate(pooled):
         name = SIZE_DISTRIBUTION_NAME if index == 0 else SIZE_DISTRIBUTION_NAME.replace(".png", f"_{row['unit']}.png")

@@ -17,6 +17,7 @@ from rformer_monai.reports.report_html import write_report
 from rformer_monai.reports.run_record import write_run_record
 from rformer_monai.reports.summary import write_folder_summary
 from rformer_monai.reports.tables import ECD_VALUES_KEY
+from rformer_monai.reports.uncertainty import applicable_errors
 from rformer_monai.workflows.batch import FAILED_SOURCE_KEY, TolerantEvaluator, describe_failure
 from rformer_monai.workflows.errors import find_user_error
 from rformer_monai.workflows.sharding import gather_to_main_rank
@@ -61,11 +62,14 @@ class RunSummaryHandler:
     """When the run completes, write ``summary.csv`` and the size distribution over every image in the output
     folder (:func:`~rformer_monai.reports.write_folder_summary`, from the per-image files, so that a resumed or
     sharded run's summary equals an uninterrupted one's), ``run.json`` (settings, weights, per-image records) and
-    ``report.html``. Under ``torchrun`` it runs on every rank: after a barrier, rank 0 writes them.
+    ``report.html``. The ranges of the true counts and median sizes are filled in where the bundle's measured
+    errors apply to the run (:func:`~rformer_monai.reports.uncertainty.applicable_errors`). Under ``torchrun``
+    it runs on every rank: after a barrier, rank 0 writes them.
 
     Args:
         output_dir: folder of the images' outputs and of the summary.
-        settings: the run's settings, recorded in ``run.json`` (the bundle's ``settings``).
+        settings: the run's settings, recorded in ``run.json`` (the bundle's ``settings`` and its
+            ``particle_separation``).
         bundle_root: the bundle folder, for its version in ``run.json``.
     """
 
@@ -96,12 +100,17 @@ class RunSummaryHandler:
         counts = gather_to_main_rank([self.analysed])  # under torchrun: after every rank has written its images
         if counts is None:
             return
-        summary = write_folder_summary(self.output_dir)
+        errors, reason = applicable_errors(self.bundle_root, self.settings)
+        summary = write_folder_summary(self.output_dir, errors)
         if not summary.images:
             logger.info("no image analysed: no run summary")
             return
-        write_run_record(self.output_dir, self.settings, self.bundle_root)
-        write_report(self.output_dir)
+        if errors is None:
+            logger.info("no ranges for the true count and median ECD: %s", reason)
+        else:
+            logger.info("ranges for the true count and median ECD in summary.csv: %s", errors.describe())
+        write_run_record(self.output_dir, self.settings, self.bundle_root, errors, reason)
+        write_report(self.output_dir, errors, reason)
         count = sum(int(row["particle_count"]) for row in summary.images)
         logger.info(
             "%d particles in %d images (%d analysed in this run); summary.csv, report.html in %s",
