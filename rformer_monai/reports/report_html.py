@@ -73,10 +73,28 @@ def _figures(output_dir: Path) -> str:
     return "\n".join(parts) or "<p>No size distribution.</p>"
 
 
+def _image_rows(output_dir: Path) -> dict[str, dict[str, str]]:
+    """``summary.csv``'s image rows by stem (the pooled rows follow them)."""
+    path = output_dir / SUMMARY_CSV_NAME
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return {row["stem"]: row for row in rows[: len(read_image_records(output_dir))]}
+
+
+def _true_range(row: dict[str, str], name: str, unit: str = "") -> str:
+    """`` (true likely low–high unit)`` from a summary row's range columns, or nothing where they are empty."""
+    low, high = row.get(f"{name}_low", ""), row.get(f"{name}_high", "")
+    return f" (true likely {_text(low)}&ndash;{_text(high)}{' ' + _text(unit) if unit else ''})" if low and high else ""
+
+
 def _gallery(output_dir: Path) -> str:
     cards = []
+    rows = _image_rows(output_dir)
     for record in read_image_records(output_dir):
         stem = str(record["stem"])
+        row = rows.get(stem, {})
         median = record.get("ecd_median")
         median_text = "–" if median in (None, "") or median != median else f"{float(median):.4g} {record['unit']}"
         warnings = ", ".join([*(record.get("warnings") or []), *([record["warning"]] if record.get("warning") else [])])
@@ -89,7 +107,8 @@ def _gallery(output_dir: Path) -> str:
         cards.append(
             f"<figure><a href='{_text(stem)}_overlay.png'><img src='{_text(stem)}_overlay.png' alt='{_text(stem)}'></a>"
             f"<figcaption><b>{_text(stem)}</b>: <span class='count'>{_text(record.get('particle_count', ''))}</span> "
-            f"particles, median ECD {_text(median_text)}{warning_html}<br>{links}</figcaption></figure>"
+            f"particles{_true_range(row, 'count')}, median ECD {_text(median_text)}"
+            f"{_true_range(row, 'ecd_median', record['unit'])}{warning_html}<br>{links}</figcaption></figure>"
         )
     return "<div class='gallery'>\n" + "\n".join(cards) + "\n</div>"
 
@@ -98,13 +117,13 @@ def _errors_paragraph(errors: MeasurementErrors | None, reason: str) -> str:
     if errors is None:
         reason_text = f": {_text(reason)}" if reason else ""
         return f"<p id='errors'>No ranges for the true count and median ECD{reason_text}.</p>"
-    low, high = (f"{percent:g}" for percent in errors.percentiles)
+    low, high = errors.percentiles
     return (
-        f"<p id='errors'>How wrong these numbers may be: {_text(errors.describe())}. The columns "
-        f"<code>count_low</code>&ndash;<code>count_high</code> and <code>ecd_median_low</code>&ndash;"
-        f"<code>ecd_median_high</code> give the range in which the true value lay on the held-out images between "
-        f"the {low}th and {high}th percentile of those errors; they hold for micrographs like those "
-        f"({_text(errors.protocol)}), and are left empty for images the trust check flagged.</p>"
+        f"<p id='errors'>How wrong these numbers may be: {_text(errors.describe())}. In each row, "
+        "<code>count_low</code>&ndash;<code>count_high</code> and <code>ecd_median_low</code>&ndash;"
+        f"<code>ecd_median_high</code> are the true values those errors allow between their {low:g}th and "
+        f"{high:g}th percentile: such a range held the truth on {high - low:g} % of those images. It holds for "
+        f"micrographs like them ({_text(errors.protocol)}) and is left empty for images the trust check flagged.</p>"
     )
 
 
