@@ -70,6 +70,35 @@ def test_segment_writes_calibrated_outputs_with_provenance(run) -> None:
 
 
 @pytest.mark.slow
+def test_summary_gives_the_ranges_of_the_true_count_and_median_ecd(run) -> None:
+    inputs, out = run
+    errors = json.loads((out / "run.json").read_text())["measurement_errors"]
+    assert errors["applied"] is True and "settings" in errors
+    count_low, count_high = errors["count"]["low"], errors["count"]["high"]
+    ecd_low, ecd_high = errors["ecd_median"]["low"], errors["ecd_median"]["high"]
+    rows = _read(out / "summary.csv")
+    unflagged = [row for row in rows if row["flagged_count"] == "0" and int(row["particle_count"]) > 0]
+    assert unflagged
+    for row in rows:
+        if row not in unflagged:
+            assert row["count_low"] == row["count_high"] == ""
+            continue
+        count = int(row["particle_count"])
+        assert (int(row["count_low"]), int(row["count_high"])) == (round(count / (1 + count_high)), round(count / (1 + count_low)))
+        median = float(row["ecd_median"])
+        assert float(row["ecd_median_low"]) == pytest.approx(median / (1 + ecd_high), abs=0.01)
+        assert float(row["ecd_median_high"]) == pytest.approx(median / (1 + ecd_low), abs=0.01)
+    report = (out / "report.html").read_text()
+    assert "How wrong these numbers may be" in report
+    first = unflagged[0]
+    assert f"particles (true likely {first['count_low']}&ndash;{first['count_high']})" in report
+    result = segment(inputs / "a.tif", device="cpu")
+    assert {key: str(result.summary[key]) for key in ("count_low", "count_high")} == {key: rows[0][key] for key in ("count_low", "count_high")}
+    changed = segment(inputs / "a.tif", device="cpu", override={"particle_valley_gain": 4.0})
+    assert changed.summary["count_low"] == changed.summary["count_high"] == ""
+
+
+@pytest.mark.slow
 def test_roi_zip_reads_back_one_roi_per_particle(run) -> None:
     roifile = pytest.importorskip("roifile")
     _, out = run
