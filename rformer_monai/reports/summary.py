@@ -153,7 +153,7 @@ def image_summary(table: Mapping[str, Sequence[Any]], record: Mapping[str, Any])
         "flagged_count": int(bool(warning)),
         **ecd_statistics(measured, unit),
         "area_fraction": _round(float(area.sum()) / sample_area, RATIO_DECIMALS) if sample_area > 0 else math.nan,
-        **range_columns({}, None),
+        **dict.fromkeys(RANGE_COLUMNS, ""),
         CONTRAST_COLUMN: str(record.get(CONTRAST_COLUMN) or ""),
         WARNING_COLUMN: warning,
         "ecd_values": measured,
