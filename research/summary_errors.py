@@ -67,8 +67,7 @@ def image_errors(reported: Mapping[str, Any], true: Mapping[str, Any]) -> dict[s
 
 def measured_settings(segmenter: Segmenter) -> dict[str, Any]:
     """The :data:`MEASURED_SETTINGS` of a segmenter's config, as JSON values."""
-    parser = segmenter.parser
-    settings = dict(parser.get_parsed_content("settings"), particle_separation=parser.get_parsed_content("particle_separation"))
+    settings = segmenter.parser.get_parsed_content("recorded_settings")
     return json.loads(json.dumps({name: settings[name] for name in MEASURED_SETTINGS}, default=str))
 
 

@@ -120,8 +120,7 @@ class Segmenter:
             parser[key] = value
         self.parser = parser
         self.analysis = parser.get_parsed_content("analysis")
-        settings = dict(parser.get_parsed_content("settings"), particle_separation=parser.get_parsed_content("particle_separation"))
-        self.errors, reason = applicable_errors(root, settings)
+        self.errors, reason = applicable_errors(root, parser.get_parsed_content("recorded_settings"))
         if self.errors is None:
             logger.info("no ranges for the true count and median ECD: %s", reason)
 

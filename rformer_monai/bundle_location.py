@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["BUNDLE_ENVIRONMENT_VARIABLE", "INFERENCE_CONFIG", "find_bundle_root"]
+__all__ = ["BUNDLE_ENVIRONMENT_VARIABLE", "INFERENCE_CONFIG", "METADATA_CONFIG", "find_bundle_root"]
 
 BUNDLE_ENVIRONMENT_VARIABLE = "RFORMER_BUNDLE"
 BUNDLE_FOLDER = Path("bundles") / "residualformer_sem"
 INFERENCE_CONFIG = Path("configs") / "inference.json"
+METADATA_CONFIG = Path("configs") / "metadata.json"
 
 
 def _candidates() -> list[Path]:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rformer_monai.bundle_location import BUNDLE_ENVIRONMENT_VARIABLE, find_bundle_root
+from rformer_monai.bundle_location import BUNDLE_ENVIRONMENT_VARIABLE, METADATA_CONFIG, find_bundle_root
 
 __all__ = ["main"]
 
@@ -167,7 +167,7 @@ def _run_workflow(root: Path, configs: Sequence[str], workflow_type: str, overri
 
     workflow = ConfigWorkflow(
         config_file=[str(root / "configs" / name) for name in configs],
-        meta_file=str(root / "configs" / "metadata.json"),
+        meta_file=str(root / METADATA_CONFIG),
         logging_file=None,
         workflow_type=workflow_type,
         bundle_root=str(root),

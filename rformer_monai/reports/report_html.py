@@ -11,6 +11,7 @@ import csv
 import html
 import os
 from pathlib import Path
+from typing import Any
 
 from rformer_monai.files import write_atomic
 from rformer_monai.reports.summary import (
@@ -47,14 +48,19 @@ def _text(value: object) -> str:
     return html.escape(str(value))
 
 
-def _summary_table(output_dir: Path) -> str:
+def _read_summary(output_dir: Path) -> list[list[str]]:
+    """``summary.csv``'s lines (header first), or none where it is missing."""
     path = output_dir / SUMMARY_CSV_NAME
     if not path.is_file():
-        return "<p>No summary.csv.</p>"
+        return []
     with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    header, body = rows[0], rows[1:]
-    image_count = len(read_image_records(output_dir))
+        return list(csv.reader(handle))
+
+
+def _summary_table(summary: list[list[str]], image_count: int) -> str:
+    if not summary:
+        return "<p>No summary.csv.</p>"
+    header, body = summary[0], summary[1:]
     lines = ["<table id='summary'>", "<tr>" + "".join(f"<th>{_text(name)}</th>" for name in header) + "</tr>"]
     for index, row in enumerate(body):
         css = " class='pooled'" if index >= image_count else ""
@@ -73,14 +79,12 @@ def _figures(output_dir: Path) -> str:
     return "\n".join(parts) or "<p>No size distribution.</p>"
 
 
-def _image_rows(output_dir: Path) -> dict[str, dict[str, str]]:
+def _image_rows(summary: list[list[str]], image_count: int) -> dict[str, dict[str, str]]:
     """``summary.csv``'s image rows by stem (the pooled rows follow them)."""
-    path = output_dir / SUMMARY_CSV_NAME
-    if not path.is_file():
+    if not summary:
         return {}
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return {row["stem"]: row for row in rows[: len(read_image_records(output_dir))]}
+    rows = [dict(zip(summary[0], cells)) for cells in summary[1 : 1 + image_count]]
+    return {row["stem"]: row for row in rows}
 
 
 def _true_range(row: dict[str, str], name: str, unit: str = "") -> str:
@@ -89,10 +93,9 @@ def _true_range(row: dict[str, str], name: str, unit: str = "") -> str:
     return f" (true likely {_text(low)}&ndash;{_text(high)}{' ' + _text(unit) if unit else ''})" if low and high else ""
 
 
-def _gallery(output_dir: Path) -> str:
+def _gallery(output_dir: Path, records: list[dict[str, Any]], rows: dict[str, dict[str, str]]) -> str:
     cards = []
-    rows = _image_rows(output_dir)
-    for record in read_image_records(output_dir):
+    for record in records:
         stem = str(record["stem"])
         row = rows.get(stem, {})
         median = record.get("ecd_median")
@@ -139,6 +142,8 @@ def write_report(output_dir: str | os.PathLike, errors: MeasurementErrors | None
         The path written.
     """
     output_dir = Path(output_dir)
+    records = read_image_records(output_dir)
+    summary = _read_summary(output_dir)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Particle report: {_text(output_dir.name)}</title>
 <style>{STYLE}</style></head><body>
@@ -147,11 +152,11 @@ def write_report(output_dir: str | os.PathLike, errors: MeasurementErrors | None
 per-image records). Sizes are equivalent circular diameters (ECD) of the particles off the image border.</p>
 <h2>Summary</h2>
 {_errors_paragraph(errors, errors_reason)}
-{_summary_table(output_dir)}
+{_summary_table(summary, len(records))}
 <h2>Size distribution</h2>
 {_figures(output_dir)}
 <h2>Images</h2>
-{_gallery(output_dir)}
+{_gallery(output_dir, records, _image_rows(summary, len(records)))}
 </body></html>
 """
     return write_atomic(output_dir / REPORT_NAME, lambda temporary: temporary.write_text(page, encoding="utf-8"))

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rformer_monai.bundle_location import METADATA_CONFIG
 from rformer_monai.files import sha256_of, write_atomic
 from rformer_monai.reports.summary import read_image_records
 from rformer_monai.reports.uncertainty import MeasurementErrors
@@ -21,8 +22,6 @@ __all__ = ["RUN_RECORD_NAME", "write_run_record"]
 logger = logging.getLogger(__name__)
 
 RUN_RECORD_NAME = "run.json"
-METADATA_PATH = Path("configs") / "metadata.json"
-CHUNK_BYTES = 1 << 20
 
 
 def _plain(value: Any) -> Any:
@@ -39,7 +38,7 @@ def _plain(value: Any) -> Any:
 def _bundle(bundle_root: str | os.PathLike | None) -> dict[str, Any]:
     if bundle_root is None:
         return {}
-    metadata_path = Path(bundle_root) / METADATA_PATH
+    metadata_path = Path(bundle_root) / METADATA_CONFIG
     try:
         metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from rformer_monai.bundle_location import METADATA_CONFIG
 from rformer_monai.files import sha256_of
 from rformer_monai.particles.imagej import DECIMALS
 
@@ -43,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 MEASUREMENT_ERRORS_KEY = "measurement_errors"
 """Key of the error block in the bundle's ``metadata.json``."""
-METADATA_PATH = Path("configs") / "metadata.json"
 DEFAULT_PERCENTILES = (10.0, 90.0)
 """Percentiles of the per-image errors that bound a range: the true value lay inside on 8 of 10 held-out images."""
 MEASURED_SETTINGS = (
@@ -171,7 +171,7 @@ def applicable_errors(
     """
     if bundle_root is None:
         return None, "no bundle folder given"
-    metadata_path = Path(bundle_root) / METADATA_PATH
+    metadata_path = Path(bundle_root) / METADATA_CONFIG
     try:
         block = json.loads(metadata_path.read_text(encoding="utf-8")).get(MEASUREMENT_ERRORS_KEY)
     except (OSError, ValueError) as error:
@@ -197,7 +197,7 @@ def range_columns(row: Mapping[str, Any], errors: MeasurementErrors | None) -> d
     """:data:`RANGE_COLUMNS` for one ``summary.csv`` row: the ranges of the true count and median ECD, or empty
     cells where ``errors`` is None, the trust check flagged an image of the row or the value is 0 or missing."""
     columns: dict[str, Any] = dict.fromkeys(RANGE_COLUMNS, "")
-    if errors is None or int(row.get("flagged_count", 0)):
+    if errors is None or int(row["flagged_count"]):
         return columns
     for name, column in REPORTED.items():
         reported = float(row[column]) if row[column] not in ("", None) else math.nan

@@ -21,6 +21,7 @@ import torch
 from monai.bundle import ConfigParser
 from torch import nn
 
+from rformer_monai.bundle_location import METADATA_CONFIG
 from rformer_monai.networks import load_weights
 from rformer_monai.workflows.checkpoints import BEST_MODEL_FILENAME
 
@@ -159,7 +160,7 @@ def export_bundle_onnx(
         config_files = [config_files]
     parser = ConfigParser()
     parser.read_config([str(f) for f in config_files])
-    metadata_path = bundle_root / "configs" / "metadata.json"
+    metadata_path = bundle_root / METADATA_CONFIG
     if metadata_path.is_file():
         parser.read_meta(str(metadata_path))
     parser["bundle_root"] = str(bundle_root)
