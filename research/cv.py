@@ -218,12 +218,17 @@ def fold_evaluation(
 
 
 def inference_config(extra_configs: Sequence[str | Path] = (), overrides: dict[str, Any] | None = None):
-    """The bundle's inference.json merged with ``extra_configs``, ``overrides`` set last (a MONAI
-    ``ConfigParser``, nothing parsed yet)."""
+    """The bundle's inference.json with the keys of ``extra_configs`` that it has (the keys that configure
+    training only, such as ``train#...``, are left out), ``overrides`` set last (a MONAI ``ConfigParser``,
+    nothing parsed yet)."""
     from monai.bundle import ConfigParser
+    from monai.bundle.reference_resolver import ReferenceResolver
 
     parser = ConfigParser()
-    parser.read_config([str(f) for f in (BUNDLE_CONFIGS / "inference.json", *extra_configs)])
+    parser.read_config(str(BUNDLE_CONFIGS / "inference.json"))
+    for extra in extra_configs:
+        content = ConfigParser.load_config_file(str(extra))
+        parser.update({key: value for key, value in content.items() if ReferenceResolver.split_id(key)[0] in parser.config})
     parser.update(overrides or {})
     return parser
 

@@ -118,10 +118,12 @@ class HeldOutPrediction:
 
 class PredictionCollector:
     """Keep every evaluated sample's probabilities, separation output and true mask (ignite handler);
-    ``fold`` is the fold whose model predicts them."""
+    ``fold`` is the fold whose model predicts them and ``to_map`` turns the separation channels into what
+    is kept (by default the map the particle step cuts along)."""
 
-    def __init__(self, fold: int = 0) -> None:
+    def __init__(self, fold: int = 0, to_map: Callable[[np.ndarray], np.ndarray] = offsets_or_separation_map) -> None:
         self.fold = fold
+        self.to_map = to_map
         self.predictions: list[HeldOutPrediction] = []
 
     def attach(self, engine: Engine) -> None:
@@ -137,7 +139,7 @@ class PredictionCollector:
                 HeldOutPrediction(
                     name=Path(str(meta.get("filename_or_obj", len(self.predictions)))).stem,
                     probability=prediction.detach().cpu().float().numpy()[0],
-                    separation=None if separation is None else offsets_or_separation_map(separation.detach().cpu().float().numpy()),
+                    separation=None if separation is None else self.to_map(separation.detach().cpu().float().numpy()),
                     truth=sample["label"].detach().cpu().numpy()[0] > 0,
                     pixel_size_nm=pixel_size_from_meta(meta) if meta else None,
                     fold=self.fold,
@@ -151,16 +153,18 @@ def collect_held_out_predictions(
     extra_configs: Sequence[str] = (),
     overrides: dict[str, Any] | None = None,
     folds: Sequence[int] | None = None,
+    to_map: Callable[[np.ndarray], np.ndarray] = offsets_or_separation_map,
 ) -> list[HeldOutPrediction]:
     """Predict every fold's held-out images with that fold's ``model.pt``: the folds found in ``cv_dir``, or
-    only ``folds`` (to compare runs that trained some folds on the same images)."""
+    only ``folds`` (to compare runs that trained some folds on the same images); ``to_map`` is what each
+    separation output is kept as (:class:`PredictionCollector`)."""
     from research.cv import fold_evaluation, trained_folds
 
     predictions = []
     for fold in trained_folds(cv_dir, folds):
         workflow = fold_evaluation(fold, dataset_dir, cv_dir, extra_configs, {**(overrides or {}), "validate#handlers": []})
         evaluator = workflow.parser.get_parsed_content("validate#evaluator")
-        collector = PredictionCollector(fold)
+        collector = PredictionCollector(fold, to_map)
         collector.attach(evaluator)
         evaluator.run()
         workflow.finalize()
@@ -223,7 +227,7 @@ class SearchResult:
     selected: dict[str, dict[str, Any]]
 
 
-def _select_on_other_folds(
+def select_on_other_folds(
     settings: list[dict[str, Any]], outcomes: list[list[SeparationOutcome]], folds: list[int], objectives: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
     """For each objective and each fold, the setting with the best pooled objective on the other folds' images:
@@ -312,7 +316,7 @@ def search(
     folds = [item.fold for item in predictions]
     if len(set(folds)) < 2:  # one fold only: nothing to choose on
         return SearchResult(rows, {})
-    return SearchResult(rows, _select_on_other_folds(settings, outcomes, folds, objectives))
+    return SearchResult(rows, select_on_other_folds(settings, outcomes, folds, objectives))
 
 
 def output_name(stem: str, name: str | None, suffix: str) -> str:

@@ -32,6 +32,9 @@ DEFAULT_OBJECT_THRESHOLD = 0.5
 DEFAULT_OVERLAP_THRESHOLD = 0.4
 """Overlap (intersection over the smaller polygon's area) above which the less probable polygon is dropped
 (stardist's default)."""
+STARDIST_RAY_WEIGHT = 0.2
+"""Weight of the ray error per pixel beside the object probability's cross-entropy (stardist's
+``train_loss_weights``)."""
 POLYGON_CHANNELS_BEFORE_RAYS = 1
 """Separation channels ahead of the rays: the object probability."""
 
@@ -68,17 +71,19 @@ class LineWeightAndStarPolygonsd(_LineWeightAndTargetd):
 
 class StarPolygonLoss(WeightedMaskAndSeparationLoss):
     """The bundle's line-weighted Dice and cross-entropy on the particle mask, cross-entropy of the object
-    probability, and the mean absolute error of the rays (as sigmoids of their logits, in units of
-    :data:`MAX_RAY_PX`) weighted by the true object probability, so that a particle's centre counts most
-    and the background not at all, as in StarDist.
+    probability, and the mean absolute error of the rays in pixels (each ray :data:`MAX_RAY_PX` times the
+    sigmoid of its logit) weighted by the true object probability and normalised by its sum, so that a
+    particle's centre counts most and the background not at all, as in StarDist.
 
     Args:
         cross_entropy_weight: weight of the mask's weighted cross-entropy term.
         object_weight: weight of the object-probability term.
-        ray_weight: weight of the ray term.
+        ray_weight: weight of the ray term per pixel of ray error (StarDist's: :data:`STARDIST_RAY_WEIGHT`).
     """
 
-    def __init__(self, cross_entropy_weight: float = 1.0, object_weight: float = 1.0, ray_weight: float = 1.0) -> None:
+    def __init__(
+        self, cross_entropy_weight: float = 1.0, object_weight: float = 1.0, ray_weight: float = STARDIST_RAY_WEIGHT
+    ) -> None:
         super().__init__(cross_entropy_weight, separation_weight=1.0)
         if object_weight < 0 or ray_weight < 0:
             raise ValueError(f"object_weight and ray_weight must be >= 0, got {object_weight} and {ray_weight}.")
@@ -86,13 +91,14 @@ class StarPolygonLoss(WeightedMaskAndSeparationLoss):
         self.ray_weight = ray_weight
 
     def separation_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Object-probability cross-entropy plus probability-weighted ray error."""
+        """Object-probability cross-entropy plus probability-weighted ray error in pixels."""
         first_ray = 1 + POLYGON_CHANNELS_BEFORE_RAYS
         target_object = target[:, self.mask_target_channels : self.mask_target_channels + 1]
         target_rays = target[:, self.mask_target_channels + POLYGON_CHANNELS_BEFORE_RAYS :]
         object_loss = self.cross_entropy(logits[:, 1:first_ray], target_object)
-        ray_error = (torch.sigmoid(logits[:, first_ray:]) - target_rays).abs().mean(dim=1, keepdim=True)
-        ray_loss = (target_object * ray_error).sum() / target_object.sum().clamp_min(torch.finfo(ray_error.dtype).eps)
+        ray_error_px = MAX_RAY_PX * (torch.sigmoid(logits[:, first_ray:]) - target_rays).abs().mean(dim=1, keepdim=True)
+        weight_sum = target_object.sum().clamp_min(torch.finfo(ray_error_px.dtype).eps)
+        ray_loss = (target_object * ray_error_px).sum() / weight_sum
         return self.object_weight * object_loss + self.ray_weight * ray_loss
 
 

@@ -15,15 +15,18 @@ from research import cv
 from research.star_polygons import (
     DEFAULT_RAYS,
     MAX_RAY_PX,
+    STARDIST_RAY_WEIGHT,
     LineWeightAndStarPolygonsd,
     StarPolygonLoss,
     StarPolygons,
     star_polygon_particles,
 )
+from research.warm_start import LoadMatchingWeights
 from rformer_monai.particles.labelling import label_particles
 from rformer_monai.workflows import InstanceEvaluationHandler
 
 STAR_POLYGONS_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "star_polygons.json"
+WARM_START_CONFIG = STAR_POLYGONS_CONFIG.with_name("warm_start.json")
 DISC_RADIUS_PX = 12
 
 
@@ -100,6 +103,16 @@ def test_ray_loss_is_zero_at_the_target_and_blind_to_the_background():
     assert loss.separation_loss(wrong_inside, label).item() > 0.1
 
 
+def test_ray_loss_counts_pixels_of_ray_error_at_stardists_weight():
+    mask = touching_discs()
+    label = LineWeightAndStarPolygonsd(keys="label")({"label": as_label(mask)})["label"][None]
+    one_px_long = torch.zeros(1, 2 + DEFAULT_RAYS, *mask.shape)
+    one_px_long[:, 2:] = torch.logit(label[:, 3:] + 1.0 / MAX_RAY_PX)  # every ray 1 px too long
+    loss = StarPolygonLoss(object_weight=0.0)
+    assert loss.ray_weight == STARDIST_RAY_WEIGHT
+    assert loss.separation_loss(one_px_long, label).item() == pytest.approx(STARDIST_RAY_WEIGHT, rel=1e-3)
+
+
 def test_instance_evaluation_uses_the_particle_step(tmp_path):
     mask = touching_discs()
     target = StarPolygons()(as_label(mask))
@@ -117,7 +130,7 @@ def test_instance_evaluation_uses_the_particle_step(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_fold_trains_and_scores_with_star_polygons(tiny_dataset, tiny_overrides, tmp_path):
+def test_a_fold_trains_and_scores_with_star_polygons(tiny_dataset, tiny_overrides, tmp_path, monkeypatch):
     output = tmp_path / "cv"
     configs = [STAR_POLYGONS_CONFIG]
     overrides = {**tiny_overrides, "max_epochs": 1}
@@ -126,3 +139,12 @@ def test_a_fold_trains_and_scores_with_star_polygons(tiny_dataset, tiny_override
     instances = json.loads((output / "fold_0" / "instance_metrics.json").read_text())
     assert instances["pooled"]["true_count"] > 0
     assert 0.0 <= instances["pooled"]["f1"] <= 1.0
+    # the same fold again, started from the first run's model
+    warm = [*configs, WARM_START_CONFIG]
+    started_from = []
+    attach = LoadMatchingWeights.attach
+    monkeypatch.setattr(LoadMatchingWeights, "attach", lambda self, engine: (started_from.append(self.checkpoint), attach(self, engine)))
+    cv.train_fold(0, str(tiny_dataset), tmp_path / "warm", warm, {**overrides, "warm_start_cv_dir": str(output)})
+    assert started_from == [str(output / "fold_0" / "model.pt")]
+    cost = cv.network_cost(warm, {key: value for key, value in overrides.items() if key.startswith("network_def")})
+    assert cost["network_def"]["out_channels"] == 2 + DEFAULT_RAYS

@@ -1,0 +1,104 @@
+"""Choose the star-polygon particle step's thresholds on cross-validated predictions.
+
+    python -m research.polygon_search --dataset_dir ../shared/data/bam-tio2-sem --cv_dir reports/cv/NAME \\
+        --config research/configs/star_polygons.json --set intensity=unit   # the configs the CV ran with
+
+Every fold's ``model.pt`` predicts its held-out images through the bundle's evaluate.json
+(:func:`research.separation_search.collect_held_out_predictions`, the polygon channels kept whole). Each pair
+of an object-probability threshold and an overlap threshold then draws the particles
+(:func:`research.star_polygons.star_polygon_particles`), scored against the 4-connected true particles.
+``polygon_search.csv`` in the CV folder holds one row per pair, best pooled F1 first;
+``polygon_selected.json`` the honest estimate: for each fold the pair with the best F1 on the *other* folds'
+images, scored on this fold's images, pooled over folds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from research.separation_search import (
+    REPORTED_SCORES,
+    HeldOutPrediction,
+    SeparationOutcome,
+    add_held_out_arguments,
+    collect_held_out_predictions,
+    pooled_scores,
+    select_on_other_folds,
+    write_search,
+)
+from research.star_polygons import star_polygon_particles
+from rformer_monai.metrics.instances import match_instances
+
+logger = logging.getLogger("research.polygon_search")
+
+SEARCH_NAME = "polygon_search.csv"
+SELECTED_NAME = "polygon_selected.json"
+GRID: dict[str, tuple[float, ...]] = {
+    "object_threshold": (0.2, 0.3, 0.4, 0.5, 0.6),
+    "overlap_threshold": (0.3, 0.4, 0.5),
+}
+OBJECTIVE = "f1"
+
+
+def draw_and_match(item: HeldOutPrediction, **thresholds: float) -> SeparationOutcome:
+    """Draw one held-out prediction's polygons with ``thresholds`` and match them to the true particles."""
+    labels = star_polygon_particles(item.probability, item.separation, **thresholds)
+    return SeparationOutcome(
+        matches=match_instances(labels, item.true_labels, pixel_size_nm=item.pixel_size_nm),
+        overlap=int(np.count_nonzero((labels > 0) & item.truth)),
+        particle_pixels=int(np.count_nonzero(labels)) + int(np.count_nonzero(item.truth)),
+    )
+
+
+def search(predictions: Sequence[HeldOutPrediction], grid: dict[str, tuple[float, ...]] = GRID) -> tuple[list[dict[str, Any]], dict]:
+    """Every pair of ``grid``'s thresholds scored on every prediction: the rows (pooled scores, best F1 first)
+    and, with two folds or more, the pair chosen for each fold on the other folds (else an empty dict)."""
+    settings = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    outcomes = [[draw_and_match(item, **setting) for item in predictions] for setting in tqdm(settings, desc="polygon search")]
+    rows = []
+    for setting, setting_outcomes in zip(settings, outcomes):
+        scores = pooled_scores(setting_outcomes)
+        rows.append({**setting, **{key: scores[key] for key in REPORTED_SCORES}})
+    rows.sort(key=lambda row: -row[OBJECTIVE])
+    folds = [item.fold for item in predictions]
+    if len(set(folds)) < 2:
+        return rows, {}
+    return rows, select_on_other_folds(settings, outcomes, folds, (OBJECTIVE,))[OBJECTIVE]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m research.polygon_search", description=__doc__.split("\n\n")[0])
+    add_held_out_arguments(parser)
+    for key, values in GRID.items():
+        parser.add_argument(f"--{key}s", dest=key, type=float, nargs="+", default=values, help=f"values of {key} to search")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    predictions = collect_held_out_predictions(
+        args.dataset_dir, args.cv_dir, args.config, dict(args.set), args.folds, to_map=np.asarray
+    )
+    rows, selected = search(predictions, {key: tuple(getattr(args, key)) for key in GRID})
+    path = write_search(rows, args.cv_dir / SEARCH_NAME)
+    logger.info("best F1 of %d pairs (written to %s): %s", len(rows), path, rows[0])
+    if selected:
+        selected_path = args.cv_dir / SELECTED_NAME
+        selected_path.write_text(json.dumps(selected, indent=2) + "\n")
+        pooled = selected["pooled"]
+        logger.info(
+            "chosen on the other folds, scored on each held-out fold (written to %s): F1 %.3f, PQ %.3f, count error "
+            "%+.3f, median ECD error %+.3f",
+            selected_path, pooled["f1"], pooled["pq"], pooled["count_error"], pooled["median_ecd_error"],
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""The star-polygon thresholds chosen on cross-validated predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from research.polygon_search import GRID, search
+from research.separation_search import HeldOutPrediction
+from research.star_polygons import StarPolygons
+
+
+def discs(centres: list[tuple[int, int]], radius_px: int = 10, shape: tuple[int, int] = (64, 96)) -> np.ndarray:
+    rows, columns = np.mgrid[: shape[0], : shape[1]]
+    return np.any([(rows - r) ** 2 + (columns - c) ** 2 <= radius_px**2 for r, c in centres], axis=0)
+
+
+def prediction(mask: np.ndarray, fold: int, object_scale: float = 1.0) -> HeldOutPrediction:
+    """A held-out prediction whose polygon outputs are the truth's own, the object probability scaled."""
+    target = StarPolygons()(torch.as_tensor(mask[None], dtype=torch.float32)).numpy()
+    separation = target[1:].copy()
+    separation[0] *= object_scale
+    return HeldOutPrediction(f"fold{fold}", target[0], separation, mask, pixel_size_nm=2.0, fold=fold)
+
+
+def test_perfect_polygons_score_one_and_the_thresholds_are_chosen_on_the_other_folds():
+    predictions = [
+        prediction(discs([(20, 20), (20, 60)]), fold=0),
+        prediction(discs([(40, 30)]), fold=0),
+        prediction(discs([(30, 25), (30, 70)]), fold=1, object_scale=0.45),  # never above 0.45: 0.5 finds nothing
+    ]
+    rows, selected = search(predictions)
+    assert len(rows) == len(GRID["object_threshold"]) * len(GRID["overlap_threshold"])
+    assert rows[0]["f1"] == 1.0 and rows[0]["object_threshold"] < 0.45
+    assert rows[-1]["f1"] < 1.0  # at 0.5 and above, fold 1's particles are lost
+    assert set(selected["per_fold"]) == {"0", "1"}
+    assert selected["pooled"]["true_count"] == 5

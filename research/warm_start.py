@@ -1,0 +1,79 @@
+"""Start a cross-validation fold from an earlier run's model of the same fold, new output heads and all.
+
+Merged after ``train.json`` by ``research/configs/warm_start.json``: each fold loads the ``model.pt`` that an
+earlier ``research.cv run`` trained on the same training images (so no held-out image is seen), keeping every
+weight whose name and shape fit the network. An output layer with more channels than the earlier one keeps the
+earlier channels first (the particle mask, and the distance map normalised to 1 at each particle's centre that a
+star-polygon head's object probability resembles) and the rest as initialised.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rformer_monai.networks.weights import MODEL_KEY, read_checkpoint
+
+logger = logging.getLogger("research.warm_start")
+
+
+def fold_model(cv_dir: str, fold: int) -> str:
+    """The ``model.pt`` of ``fold`` in the earlier CV folder ``cv_dir``.
+
+    Raises:
+        FileNotFoundError: when that fold has no model.
+    """
+    path = Path(cv_dir) / f"fold_{fold}" / "model.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no model of fold {fold} to start from (run research.cv run on {cv_dir} first).")
+    return str(path)
+
+
+def leading_channels(own: torch.Tensor, saved: torch.Tensor) -> torch.Tensor | None:
+    """``own`` with its leading output channels (first dimension) taken from ``saved``, when ``saved`` has fewer
+    channels and is otherwise the same shape; None when it does not fit."""
+    if own.ndim != saved.ndim or own.shape[1:] != saved.shape[1:] or saved.shape[0] > own.shape[0]:
+        return None
+    merged = own.clone()
+    merged[: saved.shape[0]] = saved
+    return merged
+
+
+class LoadMatchingWeights:
+    """Ignite handler that loads, when it is attached, the weights of ``checkpoint`` whose names and shapes fit
+    ``network``, and of those with fewer output channels their leading channels (:func:`leading_channels`);
+    it logs the ones it leaves as initialised.
+
+    Args:
+        network: the network to initialise.
+        checkpoint: a model file (a state dict, or a checkpoint holding one under ``"model"``).
+        map_location: where to load tensors.
+
+    Raises:
+        ValueError: when no weight fits (another architecture).
+    """
+
+    def __init__(self, network: nn.Module, checkpoint: str, map_location: str = "cpu") -> None:
+        self.network = network
+        self.checkpoint = checkpoint
+        self.map_location = map_location
+
+    def attach(self, engine) -> None:
+        """Load the fitting weights now."""
+        saved = read_checkpoint(self.checkpoint, self.map_location)
+        saved = saved.get(MODEL_KEY, saved)
+        own = self.network.state_dict()
+        fitting = {name: value for name, value in saved.items() if name in own and own[name].shape == value.shape}
+        if not fitting:
+            raise ValueError(f"{self.checkpoint}: none of its weights fit the network.")
+        widened = {name: leading_channels(own[name], value) for name, value in saved.items() if name in own and name not in fitting}
+        widened = {name: value for name, value in widened.items() if value is not None}
+        self.network.load_state_dict({**fitting, **widened}, strict=False)
+        left = sorted(set(own) - set(fitting) - set(widened))
+        logger.info(
+            "started from %s; leading channels only: %s; left as initialised: %s",
+            self.checkpoint, ", ".join(sorted(widened)) or "none", ", ".join(left) or "none",
+        )
