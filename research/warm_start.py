@@ -2,7 +2,7 @@
 
 Merged after ``train.json`` by ``research/configs/warm_start.json``: each fold loads the ``model.pt`` that an
 earlier ``research.cv run`` trained on the same training images (so no held-out image is seen), keeping every
-weight whose name and shape fit the network. An output layer with more channels than the earlier one keeps the
+weight whose name and shape fit the network. A layer with more channels than the earlier one keeps the
 earlier channels first (the particle mask, and the distance map normalised to 1 at each particle's centre that a
 star-polygon head's object probability resembles) and the rest as initialised.
 """
@@ -33,18 +33,18 @@ def fold_model(cv_dir: str, fold: int) -> str:
 
 
 def leading_channels(own: torch.Tensor, saved: torch.Tensor) -> torch.Tensor | None:
-    """``own`` with its leading output channels (first dimension) taken from ``saved``, when ``saved`` has fewer
-    channels and is otherwise the same shape; None when it does not fit."""
-    if own.ndim != saved.ndim or own.shape[1:] != saved.shape[1:] or saved.shape[0] > own.shape[0]:
+    """``own`` with its leading block taken from ``saved`` (the earlier output and input channels of a layer
+    that has more of either now), when ``saved`` is nowhere larger; None when it does not fit."""
+    if own.ndim != saved.ndim or any(earlier > now for earlier, now in zip(saved.shape, own.shape)):
         return None
     merged = own.clone()
-    merged[: saved.shape[0]] = saved
+    merged[tuple(slice(0, side) for side in saved.shape)] = saved
     return merged
 
 
 class LoadMatchingWeights:
     """Ignite handler that loads, when it is attached, the weights of ``checkpoint`` whose names and shapes fit
-    ``network``, and of those with fewer output channels their leading channels (:func:`leading_channels`);
+    ``network``, and of those with fewer channels their leading block (:func:`leading_channels`);
     it logs the ones it leaves as initialised.
 
     Args:

@@ -16,22 +16,25 @@ def test_leading_channels_come_from_the_narrower_tensor():
     own, saved = torch.zeros(5, 3, 1, 1), torch.ones(2, 3, 1, 1)
     merged = leading_channels(own, saved)
     assert merged[:2].eq(1).all() and merged[2:].eq(0).all() and own.eq(0).all()
-    assert leading_channels(own, torch.ones(2, 4, 1, 1)) is None  # other input channels
-    assert leading_channels(torch.zeros(2, 3, 1, 1), torch.ones(5, 3, 1, 1)) is None  # saved is wider
+    wider_input = leading_channels(own, torch.ones(2, 2, 1, 1))  # more input channels now too
+    assert wider_input[:2, :2].eq(1).all() and wider_input.sum() == 4
+    assert leading_channels(own, torch.ones(2, 4, 1, 1)) is None  # saved has more input channels
+    assert leading_channels(own, torch.ones(2, 3)) is None  # another kind of layer
 
 
-def test_a_wider_head_keeps_the_earlier_channels_and_everything_else(tmp_path):
+@pytest.mark.parametrize("head_channels", [SMALL["head_channels"], 2 * SMALL["head_channels"]])
+def test_a_wider_head_keeps_the_earlier_channels_and_everything_else(tmp_path, head_channels):
     torch.manual_seed(0)
     earlier = ResidualFormer(out_channels=2, **SMALL)
     path = tmp_path / "fold_0" / "model.pt"
     path.parent.mkdir()
     torch.save(earlier.state_dict(), path)
-    wider = ResidualFormer(out_channels=5, **SMALL)
+    wider = ResidualFormer(out_channels=5, **{**SMALL, "head_channels": head_channels})
     new_channels = wider.decoder.head.weight[2:].detach().clone()
     LoadMatchingWeights(wider, fold_model(str(tmp_path), 0)).attach(Engine(lambda engine, batch: None))
     loaded = wider.state_dict()
     for name, value in earlier.state_dict().items():
-        assert torch.equal(loaded[name][: len(value)] if value.ndim else loaded[name], value), name
+        assert torch.equal(loaded[name][tuple(slice(0, side) for side in value.shape)], value), name
     assert torch.equal(wider.decoder.head.weight[2:], new_channels)
 
 
