@@ -7,8 +7,8 @@ Every fold's ``model.pt`` predicts its held-out images through the bundle's eval
 (:func:`research.separation_search.collect_held_out_predictions`, the polygon channels kept whole). Each pair
 of an object-probability threshold and an overlap threshold then draws the particles
 (:func:`research.star_polygons.star_polygon_particles`), scored against the 4-connected true particles.
-``polygon_search.csv`` in the CV folder holds one row per pair, best pooled F1 first;
-``polygon_selected.json`` the honest estimate: for each fold the pair with the best F1 on the *other* folds'
+``polygon_search.csv`` in the CV folder holds one row per setting, best pooled F1 first;
+``polygon_selected.json`` the honest estimate: for each fold the setting with the best F1 on the *other* folds'
 images, scored on this fold's images, pooled over folds.
 """
 
@@ -41,16 +41,17 @@ logger = logging.getLogger("research.polygon_search")
 
 SEARCH_NAME = "polygon_search.csv"
 SELECTED_NAME = "polygon_selected.json"
-GRID: dict[str, tuple[float, ...]] = {
-    "object_threshold": (0.2, 0.3, 0.4, 0.5, 0.6),
+GRID: dict[str, tuple[Any, ...]] = {
+    "object_threshold": (0.3, 0.4, 0.5, 0.6),
     "overlap_threshold": (0.3, 0.4, 0.5),
+    "within_mask": (False, True),
 }
 OBJECTIVE = "f1"
 
 
-def draw_and_match(item: HeldOutPrediction, **thresholds: float) -> SeparationOutcome:
-    """Draw one held-out prediction's polygons with ``thresholds`` and match them to the true particles."""
-    labels = star_polygon_particles(item.probability, item.separation, **thresholds)
+def draw_and_match(item: HeldOutPrediction, **setting: Any) -> SeparationOutcome:
+    """Draw one held-out prediction's particles with ``setting`` and match them to the true particles."""
+    labels = star_polygon_particles(item.probability, item.separation, **setting)
     return SeparationOutcome(
         matches=match_instances(labels, item.true_labels, pixel_size_nm=item.pixel_size_nm),
         overlap=int(np.count_nonzero((labels > 0) & item.truth)),
@@ -58,9 +59,10 @@ def draw_and_match(item: HeldOutPrediction, **thresholds: float) -> SeparationOu
     )
 
 
-def search(predictions: Sequence[HeldOutPrediction], grid: dict[str, tuple[float, ...]] = GRID) -> tuple[list[dict[str, Any]], dict]:
-    """Every pair of ``grid``'s thresholds scored on every prediction: the rows (pooled scores, best F1 first)
-    and, with two folds or more, the pair chosen for each fold on the other folds (else an empty dict)."""
+def search(predictions: Sequence[HeldOutPrediction], grid: dict[str, tuple[Any, ...]] = GRID) -> tuple[list[dict[str, Any]], dict]:
+    """Every combination of ``grid``'s settings scored on every prediction: the rows (pooled scores, best F1
+    first) and, with two folds or more, the setting chosen for each fold on the other folds (else an empty
+    dict)."""
     settings = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     outcomes = [[draw_and_match(item, **setting) for item in predictions] for setting in tqdm(settings, desc="polygon search")]
     rows = []
@@ -78,14 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m research.polygon_search", description=__doc__.split("\n\n")[0])
     add_held_out_arguments(parser)
-    for key, values in GRID.items():
-        parser.add_argument(f"--{key}s", dest=key, type=float, nargs="+", default=values, help=f"values of {key} to search")
+    for key in ("object_threshold", "overlap_threshold"):
+        parser.add_argument(f"--{key}s", dest=key, type=float, nargs="+", default=GRID[key], help=f"values of {key} to search")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     predictions = collect_held_out_predictions(
         args.dataset_dir, args.cv_dir, args.config, dict(args.set), args.folds, to_map=np.asarray
     )
-    rows, selected = search(predictions, {key: tuple(getattr(args, key)) for key in GRID})
+    rows, selected = search(predictions, {**GRID, "object_threshold": tuple(args.object_threshold), "overlap_threshold": tuple(args.overlap_threshold)})
     path = write_search(rows, args.cv_dir / SEARCH_NAME)
     logger.info("best F1 of %d pairs (written to %s): %s", len(rows), path, rows[0])
     if selected:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 from monai.transforms import Transform
-from skimage.segmentation import relabel_sequential
+from skimage.segmentation import relabel_sequential, watershed
 from stardist import edt_prob, non_maximum_suppression, polygons_to_label, star_dist
 
 from rformer_monai.losses import WeightedMaskAndSeparationLoss
+from rformer_monai.metrics.segmentation import DEFAULT_THRESHOLD
 from rformer_monai.particles.labelling import label_particles
 from rformer_monai.particles.separation import DEFAULT_MIN_SIZE_PX
 from rformer_monai.transforms.array import _one_channel_mask, _stacked_like
@@ -108,12 +109,18 @@ def star_polygon_particles(
     object_threshold: float = DEFAULT_OBJECT_THRESHOLD,
     overlap_threshold: float = DEFAULT_OVERLAP_THRESHOLD,
     min_size_px: int = DEFAULT_MIN_SIZE_PX,
+    within_mask: bool = False,
 ) -> np.ndarray:
     """Particle labels (H, W) from a network's star-polygon outputs: ``separation`` (1 + rays, H, W) holds the
     object probability and the ray lengths over :data:`MAX_RAY_PX` (both after the sigmoid). The polygons of
     pixels above ``object_threshold`` go through stardist's non-maximum suppression at ``overlap_threshold``
-    and are drawn, the more probable on top; particles under ``min_size_px`` are dropped. ``probability`` (the
-    mask channel) is not used: the polygons draw the particles' outlines."""
+    and are drawn, the more probable on top; particles under ``min_size_px`` are dropped.
+
+    By default the polygons draw the particles' outlines and ``probability`` (the mask channel) is not used.
+    ``within_mask`` takes the outlines from the mask instead: the polygons inside the mask (``probability``
+    above :data:`~rformer_monai.metrics.segmentation.DEFAULT_THRESHOLD`) are grown over it by a watershed of
+    the probability, so that touching particles part along its valleys, and mask particles that hold no
+    polygon are kept as they are."""
     separation = np.asarray(separation, dtype=np.float32)
     if separation.ndim != 3 or separation.shape[0] <= POLYGON_CHANNELS_BEFORE_RAYS + 2:
         raise ValueError(f"separation must be (1 + rays, H, W) with at least 3 rays, got shape {separation.shape}.")
@@ -125,8 +132,19 @@ def star_polygon_particles(
         rays, object_probability, nms_thresh=overlap_threshold, prob_thresh=object_threshold
     )
     labels = polygons_to_label(distances, points, object_probability.shape, prob=scores).astype(np.int32)
+    if within_mask:
+        labels = _grown_over_mask(np.asarray(probability, dtype=np.float32), labels)
     areas = np.bincount(labels.ravel())
     too_small = areas < min_size_px
     too_small[0] = False
     labels[too_small[labels]] = 0  # touching polygons keep their own labels: no relabelling by connectivity
     return relabel_sequential(labels)[0]
+
+
+def _grown_over_mask(probability: np.ndarray, polygons: np.ndarray) -> np.ndarray:
+    """The mask (``probability`` above the threshold) split among the ``polygons`` inside it by a watershed of
+    the probability; mask particles without a polygon keep their own label."""
+    mask = probability > DEFAULT_THRESHOLD
+    labels = watershed(-probability, np.where(mask, polygons, 0), mask=mask, connectivity=1)
+    orphans = label_particles(mask & (labels == 0))
+    return np.where(orphans > 0, orphans + labels.max(), labels).astype(np.int32)

@@ -30,8 +30,11 @@ def test_perfect_polygons_score_one_and_the_thresholds_are_chosen_on_the_other_f
         prediction(discs([(30, 25), (30, 70)]), fold=1, object_scale=0.45),  # never above 0.45: 0.5 finds nothing
     ]
     rows, selected = search(predictions)
-    assert len(rows) == len(GRID["object_threshold"]) * len(GRID["overlap_threshold"])
-    assert rows[0]["f1"] == 1.0 and rows[0]["object_threshold"] < 0.45
-    assert rows[-1]["f1"] < 1.0  # at 0.5 and above, fold 1's particles are lost
+    assert len(rows) == len(GRID["object_threshold"]) * len(GRID["overlap_threshold"]) * len(GRID["within_mask"])
+    assert rows[0]["f1"] == 1.0 and (rows[0]["object_threshold"] < 0.45 or rows[0]["within_mask"])
+    lost = [row for row in rows if row["object_threshold"] > 0.45 and not row["within_mask"]]
+    assert lost and all(row["f1"] < 1.0 for row in lost)  # fold 1's particles have no polygon
+    kept = [row for row in rows if row["object_threshold"] > 0.45 and row["within_mask"]]
+    assert kept and all(row["f1"] == 1.0 for row in kept)  # the mask keeps them
     assert set(selected["per_fold"]) == {"0", "1"}
     assert selected["pooled"]["true_count"] == 5

@@ -80,6 +80,23 @@ def test_particle_step_drops_small_polygons_without_merging_touching_ones():
     assert star_polygon_particles(target[0], target[1:], min_size_px=10).max() == 2
 
 
+def test_within_mask_the_outlines_come_from_the_mask_and_the_polygons_only_part_it():
+    mask = touching_discs()
+    target = StarPolygons()(as_label(mask)).numpy()
+    outputs = target[1:].copy()
+    outputs[1:] *= 0.6  # polygons well inside their particles
+    truth = label_particles(mask)
+    shrunk = star_polygon_particles(target[0], outputs)
+    assert shrunk.max() == 2 and np.count_nonzero(shrunk) < 0.5 * mask.sum()
+    grown = star_polygon_particles(target[0], outputs, within_mask=True)
+    assert grown.max() == 2 and np.array_equal(grown > 0, mask)
+    for particle in (1, 2):
+        assert len(np.unique(grown[truth == particle])) == 1  # each disc one particle, the line between kept
+    outputs[0, :, 36:] = 0  # no polygon proposed in the right disc: the mask keeps it as a particle of its own
+    orphan = star_polygon_particles(target[0], outputs, within_mask=True)
+    assert orphan.max() == 2 and np.array_equal(orphan > 0, mask)
+
+
 def test_particle_step_names_a_wrong_shape():
     with pytest.raises(ValueError, match="rays"):
         star_polygon_particles(np.zeros((8, 8)), np.zeros((2, 8, 8)))
