@@ -9,7 +9,8 @@ of an object-probability threshold and an overlap threshold then draws the parti
 (:func:`research.star_polygons.star_polygon_particles`), scored against the 4-connected true particles.
 ``polygon_search.csv`` in the CV folder holds one row per setting, best pooled F1 first;
 ``polygon_selected.json`` the honest estimate: for each fold the setting with the best F1 on the *other* folds'
-images, scored on this fold's images, pooled over folds.
+images, scored on this fold's images, pooled over folds. ``polygon_rays.json`` says how far the predicted rays
+are from the true ones at the particles' central pixels.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from research.separation_search import (
@@ -34,12 +36,15 @@ from research.separation_search import (
     select_on_other_folds,
     write_search,
 )
-from research.star_polygons import star_polygon_particles
+from research.star_polygons import MAX_RAY_PX, POLYGON_CHANNELS_BEFORE_RAYS, StarPolygons, star_polygon_particles
 from rformer_monai.metrics.instances import match_instances
 
 logger = logging.getLogger("research.polygon_search")
 
 SEARCH_NAME = "polygon_search.csv"
+RAYS_NAME = "polygon_rays.json"
+CENTRAL_OBJECT_PROBABILITY = 0.5
+"""True object probability above which a pixel counts as central to its particle when rays are compared."""
 SELECTED_NAME = "polygon_selected.json"
 GRID: dict[str, tuple[Any, ...]] = {
     "object_threshold": (0.3, 0.4, 0.5, 0.6),
@@ -57,6 +62,21 @@ def draw_and_match(item: HeldOutPrediction, **setting: Any) -> SeparationOutcome
         overlap=int(np.count_nonzero((labels > 0) & item.truth)),
         particle_pixels=int(np.count_nonzero(labels)) + int(np.count_nonzero(item.truth)),
     )
+
+
+def ray_errors(item: HeldOutPrediction) -> dict[str, float]:
+    """How far one held-out prediction's rays are from the truth's at the pixels central to a true particle:
+    their mean absolute error in px and their correlation, averaged over the ray directions."""
+    truth = StarPolygons()(torch.as_tensor(item.truth[None], dtype=torch.float32)).numpy()
+    central = truth[1] > CENTRAL_OBJECT_PROBABILITY
+    true_rays = truth[2:, central] * MAX_RAY_PX
+    predicted_rays = item.separation[POLYGON_CHANNELS_BEFORE_RAYS:, central] * MAX_RAY_PX
+    correlations = [np.corrcoef(true, predicted)[0, 1] for true, predicted in zip(true_rays, predicted_rays)]
+    return {
+        "ray_error_px": float(np.abs(true_rays - predicted_rays).mean()),
+        "ray_correlation": float(np.mean(correlations)),
+        "central_pixels": int(central.sum()),
+    }
 
 
 def search(predictions: Sequence[HeldOutPrediction], grid: dict[str, tuple[Any, ...]] = GRID) -> tuple[list[dict[str, Any]], dict]:
@@ -87,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     predictions = collect_held_out_predictions(
         args.dataset_dir, args.cv_dir, args.config, dict(args.set), args.folds, to_map=np.asarray
     )
+    rays = {item.name: ray_errors(item) for item in predictions}
+    mean_rays = {key: float(np.mean([image[key] for image in rays.values()])) for key in ("ray_error_px", "ray_correlation")}
+    (args.cv_dir / RAYS_NAME).write_text(json.dumps({"mean": mean_rays, "per_image": rays}, indent=2) + "\n")
+    logger.info("rays at the particles' central pixels, mean over images: error %.2f px, correlation %.3f", *mean_rays.values())
     rows, selected = search(predictions, {**GRID, "object_threshold": tuple(args.object_threshold), "overlap_threshold": tuple(args.overlap_threshold)})
     path = write_search(rows, args.cv_dir / SEARCH_NAME)
     logger.info("best F1 of %d pairs (written to %s): %s", len(rows), path, rows[0])

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from research.polygon_search import GRID, search
+from research.polygon_search import GRID, ray_errors, search
 from research.separation_search import HeldOutPrediction
-from research.star_polygons import StarPolygons
+from research.star_polygons import MAX_RAY_PX, StarPolygons
 
 
 def discs(centres: list[tuple[int, int]], radius_px: int = 10, shape: tuple[int, int] = (64, 96)) -> np.ndarray:
@@ -38,3 +39,12 @@ def test_perfect_polygons_score_one_and_the_thresholds_are_chosen_on_the_other_f
     assert kept and all(row["f1"] == 1.0 for row in kept)  # the mask keeps them
     assert set(selected["per_fold"]) == {"0", "1"}
     assert selected["pooled"]["true_count"] == 5
+
+
+def test_ray_errors_are_zero_for_the_true_rays_and_grow_with_a_wrong_length():
+    item = prediction(discs([(20, 20), (20, 60)]), fold=0)
+    exact = ray_errors(item)
+    assert exact["ray_error_px"] == pytest.approx(0.0, abs=1e-4) and exact["ray_correlation"] == pytest.approx(1.0)
+    assert exact["central_pixels"] > 0
+    item.separation[1:] += 2.0 / MAX_RAY_PX  # every ray 2 px too long
+    assert ray_errors(item)["ray_error_px"] == pytest.approx(2.0, rel=1e-3)
