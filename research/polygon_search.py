@@ -1,12 +1,13 @@
-"""Choose the star-polygon particle step's thresholds on cross-validated predictions.
+"""Choose the star-polygon particle step's settings on cross-validated predictions.
 
     python -m research.polygon_search --dataset_dir ../shared/data/bam-tio2-sem --cv_dir reports/cv/NAME \\
         --config research/configs/star_polygons.json --set intensity=unit   # the configs the CV ran with
 
 Every fold's ``model.pt`` predicts its held-out images through the bundle's evaluate.json
-(:func:`research.separation_search.collect_held_out_predictions`, the polygon channels kept whole). Each pair
-of an object-probability threshold and an overlap threshold then draws the particles
-(:func:`research.star_polygons.star_polygon_particles`), scored against the 4-connected true particles.
+(:func:`research.separation_search.collect_held_out_predictions`, the polygon channels kept whole). Each setting
+(an object-probability threshold, an overlap threshold, and outlines from the polygons or from the mask) then
+draws the particles (:func:`research.star_polygons.star_polygon_particles`), scored against the 4-connected
+true particles.
 ``polygon_search.csv`` in the CV folder holds one row per setting, best pooled F1 first;
 ``polygon_selected.json`` the honest estimate: for each fold the setting with the best F1 on the *other* folds'
 images, scored on this fold's images, pooled over folds. ``polygon_rays.json`` says how far the predicted rays
@@ -37,15 +38,14 @@ from research.separation_search import (
     write_search,
 )
 from research.star_polygons import MAX_RAY_PX, POLYGON_CHANNELS_BEFORE_RAYS, StarPolygons, star_polygon_particles
-from rformer_monai.metrics.instances import match_instances
 
 logger = logging.getLogger("research.polygon_search")
 
 SEARCH_NAME = "polygon_search.csv"
+SELECTED_NAME = "polygon_selected.json"
 RAYS_NAME = "polygon_rays.json"
 CENTRAL_OBJECT_PROBABILITY = 0.5
 """True object probability above which a pixel counts as central to its particle when rays are compared."""
-SELECTED_NAME = "polygon_selected.json"
 GRID: dict[str, tuple[Any, ...]] = {
     "object_threshold": (0.3, 0.4, 0.5, 0.6),
     "overlap_threshold": (0.3, 0.4, 0.5),
@@ -56,12 +56,7 @@ OBJECTIVE = "f1"
 
 def draw_and_match(item: HeldOutPrediction, **setting: Any) -> SeparationOutcome:
     """Draw one held-out prediction's particles with ``setting`` and match them to the true particles."""
-    labels = star_polygon_particles(item.probability, item.separation, **setting)
-    return SeparationOutcome(
-        matches=match_instances(labels, item.true_labels, pixel_size_nm=item.pixel_size_nm),
-        overlap=int(np.count_nonzero((labels > 0) & item.truth)),
-        particle_pixels=int(np.count_nonzero(labels)) + int(np.count_nonzero(item.truth)),
-    )
+    return SeparationOutcome.of(star_polygon_particles(item.probability, item.separation, **setting), item)
 
 
 def ray_errors(item: HeldOutPrediction) -> dict[str, float]:

@@ -180,6 +180,15 @@ class SeparationOutcome:
     overlap: int
     particle_pixels: int
 
+    @classmethod
+    def of(cls, labels: np.ndarray, item: HeldOutPrediction) -> SeparationOutcome:
+        """The outcome of predicted particle ``labels`` against ``item``'s true particles."""
+        return cls(
+            matches=match_instances(labels, item.true_labels, pixel_size_nm=item.pixel_size_nm),
+            overlap=int(np.count_nonzero((labels > 0) & item.truth)),
+            particle_pixels=int(np.count_nonzero(labels)) + int(np.count_nonzero(item.truth)),
+        )
+
 
 def separate_and_match(
     item: HeldOutPrediction,
@@ -193,11 +202,7 @@ def separate_and_match(
     true ones; ``use_separation`` cuts the watershed landscape along the network's separation output."""
     probability, cut = particle_step_maps(item.probability, item.separation if use_separation else None, valley_gain)
     labels = separate_particles(probability > threshold, probability=cut, **separation)
-    return SeparationOutcome(
-        matches=match_instances(labels, item.true_labels, pixel_size_nm=item.pixel_size_nm),
-        overlap=int(np.count_nonzero((labels > 0) & item.truth)),
-        particle_pixels=int(np.count_nonzero(labels)) + int(np.count_nonzero(item.truth)),
-    )
+    return SeparationOutcome.of(labels, item)
 
 
 def pooled_scores(outcomes: Iterable[SeparationOutcome]) -> dict[str, float | int]:

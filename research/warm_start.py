@@ -9,26 +9,38 @@ star-polygon head's object probability resembles) and the rest as initialised.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from research.cv import SPLIT_RECORD_NAME
 from rformer_monai.networks.weights import MODEL_KEY, read_checkpoint
+from rformer_monai.workflows.checkpoints import BEST_MODEL_FILENAME
 
 logger = logging.getLogger("research.warm_start")
 
 
-def fold_model(cv_dir: str, fold: int) -> str:
-    """The ``model.pt`` of ``fold`` in the earlier CV folder ``cv_dir``.
+def fold_model(cv_dir: str, fold: int, held_out: Sequence[Mapping[str, Any]]) -> str:
+    """The ``model.pt`` of ``fold`` in the earlier CV folder ``cv_dir``, checked to have been trained without
+    the images ``held_out`` now (the datalist of this run's held-out images) against its ``split.json``.
 
     Raises:
-        FileNotFoundError: when that fold has no model.
+        FileNotFoundError: when that fold has no model or no split record.
+        ValueError: when it held out other images (another split seed or fold count).
     """
-    path = Path(cv_dir) / f"fold_{fold}" / "model.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no model of fold {fold} to start from (run research.cv run on {cv_dir} first).")
+    fold_dir = Path(cv_dir) / f"fold_{fold}"
+    path, split = fold_dir / BEST_MODEL_FILENAME, fold_dir / SPLIT_RECORD_NAME
+    if not path.is_file() or not split.is_file():
+        raise FileNotFoundError(f"{fold_dir}: no model and split of fold {fold} to start from (run research.cv run on {cv_dir} first).")
+    earlier = sorted(json.loads(split.read_text())["held_out_images"])
+    now = sorted(Path(item["image"]).name for item in held_out)
+    if earlier != now:
+        raise ValueError(f"{split}: fold {fold} held out {earlier}, this run holds out {now}: it would start from a model that saw them.")
     return str(path)
 
 

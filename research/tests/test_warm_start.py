@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from ignite.engine import Engine
@@ -10,6 +13,15 @@ from research.warm_start import LoadMatchingWeights, fold_model, leading_channel
 from rformer_monai.networks import ResidualFormer
 
 SMALL = {"channels": (4, 8), "decoder_channels": 8, "head_channels": 4}
+HELD_OUT = [{"image": "/data/images/a.tif", "label": "/data/masks/a.tif"}, {"image": "/data/images/b.tif"}]
+
+
+def save_fold(cv_dir: Path, network: torch.nn.Module) -> None:
+    """An earlier CV run's fold 0: its model and the split that held out ``HELD_OUT``."""
+    fold_dir = cv_dir / "fold_0"
+    fold_dir.mkdir()
+    torch.save(network.state_dict(), fold_dir / "model.pt")
+    (fold_dir / "split.json").write_text(json.dumps({"held_out_images": ["b.tif", "a.tif"]}))
 
 
 def test_leading_channels_come_from_the_narrower_tensor():
@@ -26,21 +38,22 @@ def test_leading_channels_come_from_the_narrower_tensor():
 def test_a_wider_head_keeps_the_earlier_channels_and_everything_else(tmp_path, head_channels):
     torch.manual_seed(0)
     earlier = ResidualFormer(out_channels=2, **SMALL)
-    path = tmp_path / "fold_0" / "model.pt"
-    path.parent.mkdir()
-    torch.save(earlier.state_dict(), path)
+    save_fold(tmp_path, earlier)
     wider = ResidualFormer(out_channels=5, **{**SMALL, "head_channels": head_channels})
     new_channels = wider.decoder.head.weight[2:].detach().clone()
-    LoadMatchingWeights(wider, fold_model(str(tmp_path), 0)).attach(Engine(lambda engine, batch: None))
+    LoadMatchingWeights(wider, fold_model(str(tmp_path), 0, HELD_OUT)).attach(Engine(lambda engine, batch: None))
     loaded = wider.state_dict()
     for name, value in earlier.state_dict().items():
         assert torch.equal(loaded[name][tuple(slice(0, side) for side in value.shape)], value), name
     assert torch.equal(wider.decoder.head.weight[2:], new_channels)
 
 
-def test_another_network_or_a_missing_fold_is_named(tmp_path):
+def test_another_network_a_missing_fold_or_another_split_is_named(tmp_path):
     torch.save({"something.else": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="none of its weights fit"):
         LoadMatchingWeights(ResidualFormer(**SMALL), str(tmp_path / "other.pt")).attach(Engine(lambda engine, batch: None))
     with pytest.raises(FileNotFoundError, match="fold 3"):
-        fold_model(str(tmp_path), 3)
+        fold_model(str(tmp_path), 3, HELD_OUT)
+    save_fold(tmp_path, ResidualFormer(**SMALL))
+    with pytest.raises(ValueError, match="would start from a model that saw them"):
+        fold_model(str(tmp_path), 0, [{"image": "/data/images/c.tif"}])
