@@ -11,7 +11,7 @@ true particles.
 ``polygon_search.csv`` in the CV folder holds one row per setting, best pooled F1 first;
 ``polygon_selected.json`` the honest estimate: for each fold the setting with the best F1 on the *other* folds'
 images, scored on this fold's images, pooled over folds. ``polygon_rays.json`` says how far the predicted rays
-are from the true ones at the particles' central pixels.
+are from the true ones at the particles' central pixels, and the object probability on the background.
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ def draw_and_match(item: HeldOutPrediction, **setting: Any) -> SeparationOutcome
 
 def ray_errors(item: HeldOutPrediction) -> dict[str, float]:
     """How far one held-out prediction's rays are from the truth's at the pixels central to a true particle:
-    their mean absolute error in px and their correlation, averaged over the ray directions."""
+    their mean absolute error in px and their correlation, averaged over the ray directions; and the mean
+    predicted object probability on the true background, where every pixel above the threshold proposes a
+    polygon."""
     truth = StarPolygons()(torch.as_tensor(item.truth[None], dtype=torch.float32)).numpy()
     central = truth[1] > CENTRAL_OBJECT_PROBABILITY
     true_rays = truth[2:, central] * MAX_RAY_PX
@@ -71,6 +73,7 @@ def ray_errors(item: HeldOutPrediction) -> dict[str, float]:
         "ray_error_px": float(np.abs(true_rays - predicted_rays).mean()),
         "ray_correlation": float(np.mean(correlations)),
         "central_pixels": int(central.sum()),
+        "background_object_probability": float(item.separation[0][~item.truth].mean()),
     }
 
 
@@ -103,9 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.dataset_dir, args.cv_dir, args.config, dict(args.set), args.folds, to_map=np.asarray
     )
     rays = {item.name: ray_errors(item) for item in predictions}
-    mean_rays = {key: float(np.mean([image[key] for image in rays.values()])) for key in ("ray_error_px", "ray_correlation")}
+    mean_rays = {
+        key: float(np.mean([image[key] for image in rays.values()]))
+        for key in ("ray_error_px", "ray_correlation", "background_object_probability")
+    }
     (args.cv_dir / RAYS_NAME).write_text(json.dumps({"mean": mean_rays, "per_image": rays}, indent=2) + "\n")
-    logger.info("rays at the particles' central pixels, mean over images: error %.2f px, correlation %.3f", *mean_rays.values())
+    logger.info(
+        "rays at the particles' central pixels, mean over images: error %.2f px, correlation %.3f; object "
+        "probability on the background %.3f", *mean_rays.values(),
+    )
     rows, selected = search(predictions, {**GRID, "object_threshold": tuple(args.object_threshold), "overlap_threshold": tuple(args.overlap_threshold)})
     path = write_search(rows, args.cv_dir / SEARCH_NAME)
     logger.info("best F1 of %d pairs (written to %s): %s", len(rows), path, rows[0])

@@ -45,6 +45,8 @@ def test_ray_errors_are_zero_for_the_true_rays_and_grow_with_a_wrong_length():
     item = prediction(discs([(20, 20), (20, 60)]), fold=0)
     exact = ray_errors(item)
     assert exact["ray_error_px"] == pytest.approx(0.0, abs=1e-4) and exact["ray_correlation"] == pytest.approx(1.0)
-    assert exact["central_pixels"] > 0
+    assert exact["central_pixels"] > 0 and exact["background_object_probability"] == 0.0
     item.separation[1:] += 2.0 / MAX_RAY_PX  # every ray 2 px too long
     assert ray_errors(item)["ray_error_px"] == pytest.approx(2.0, rel=1e-3)
+    item.separation[0][~item.truth] = 0.25
+    assert ray_errors(item)["background_object_probability"] == pytest.approx(0.25)
