@@ -82,13 +82,17 @@ def _fold_overrides(fold: int, dataset_dir: str, fold_dir: Path, overrides: dict
     }
 
 
+def held_out_images(held_out: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The sorted file names of the images of a held-out datalist, as a fold's ``split.json`` records them."""
+    return sorted(Path(item["image"]).name for item in held_out)
+
+
 def _held_out_split(workflow) -> dict[str, Any]:
     """The split a fold workflow was set up with: its seed, fold count and held-out image file names."""
-    held_out = workflow.parser.get_parsed_content("datalists")["validation"]
     return {
         "split_seed": workflow.parser.get_parsed_content("split_seed"),
         "num_folds": workflow.parser.get_parsed_content("num_folds"),
-        "held_out_images": sorted(Path(item["image"]).name for item in held_out),
+        "held_out_images": held_out_images(workflow.parser.get_parsed_content("datalists")["validation"]),
     }
 
 

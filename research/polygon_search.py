@@ -28,13 +28,12 @@ import torch
 from tqdm import tqdm
 
 from research.separation_search import (
-    REPORTED_SCORES,
     HeldOutPrediction,
+    SearchResult,
     SeparationOutcome,
     add_held_out_arguments,
     collect_held_out_predictions,
-    pooled_scores,
-    select_on_other_folds,
+    ranked_result,
     write_search,
 )
 from research.star_polygons import MAX_RAY_PX, POLYGON_CHANNELS_BEFORE_RAYS, StarPolygons, star_polygon_particles
@@ -77,21 +76,12 @@ def ray_errors(item: HeldOutPrediction) -> dict[str, float]:
     }
 
 
-def search(predictions: Sequence[HeldOutPrediction], grid: dict[str, tuple[Any, ...]] = GRID) -> tuple[list[dict[str, Any]], dict]:
-    """Every combination of ``grid``'s settings scored on every prediction: the rows (pooled scores, best F1
-    first) and, with two folds or more, the setting chosen for each fold on the other folds (else an empty
-    dict)."""
+def search(predictions: Sequence[HeldOutPrediction], grid: dict[str, tuple[Any, ...]] = GRID) -> SearchResult:
+    """Every combination of ``grid``'s settings scored on every prediction, ranked by F1, and with two folds or
+    more the setting chosen for each fold on the other folds (:func:`~research.separation_search.ranked_result`)."""
     settings = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     outcomes = [[draw_and_match(item, **setting) for item in predictions] for setting in tqdm(settings, desc="polygon search")]
-    rows = []
-    for setting, setting_outcomes in zip(settings, outcomes):
-        scores = pooled_scores(setting_outcomes)
-        rows.append({**setting, **{key: scores[key] for key in REPORTED_SCORES}})
-    rows.sort(key=lambda row: -row[OBJECTIVE])
-    folds = [item.fold for item in predictions]
-    if len(set(folds)) < 2:
-        return rows, {}
-    return rows, select_on_other_folds(settings, outcomes, folds, (OBJECTIVE,))[OBJECTIVE]
+    return ranked_result(settings, outcomes, [item.fold for item in predictions], (OBJECTIVE,))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,10 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rays at the particles' central pixels, mean over images: error %.2f px, correlation %.3f; object "
         "probability on the background %.3f", *mean_rays.values(),
     )
-    rows, selected = search(predictions, {**GRID, "object_threshold": tuple(args.object_threshold), "overlap_threshold": tuple(args.overlap_threshold)})
-    path = write_search(rows, args.cv_dir / SEARCH_NAME)
-    logger.info("best F1 of %d pairs (written to %s): %s", len(rows), path, rows[0])
-    if selected:
+    grid = {**GRID, "object_threshold": tuple(args.object_threshold), "overlap_threshold": tuple(args.overlap_threshold)}
+    result = search(predictions, grid)
+    path = write_search(result.rows, args.cv_dir / SEARCH_NAME)
+    logger.info("best F1 of %d settings (written to %s): %s", len(result.rows), path, result.rows[0])
+    if result.selected:
+        selected = result.selected[OBJECTIVE]
         selected_path = args.cv_dir / SELECTED_NAME
         selected_path.write_text(json.dumps(selected, indent=2) + "\n")
         pooled = selected["pooled"]

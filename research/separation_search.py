@@ -313,12 +313,20 @@ def search(
     combinations = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     settings = [{"use_separation": mode, **combination} for mode, combination in itertools.product(modes, combinations)]
     outcomes = score_settings(predictions, settings, workers)
+    return ranked_result(settings, outcomes, [item.fold for item in predictions], objectives)
+
+
+def ranked_result(
+    settings: list[dict[str, Any]], outcomes: list[list[SeparationOutcome]], folds: list[int], objectives: Sequence[str]
+) -> SearchResult:
+    """The scored settings as rows of their pooled :data:`REPORTED_SCORES`, best first by the first of
+    ``objectives``, and the settings chosen on the other folds (:func:`select_on_other_folds`; none with one
+    fold). ``outcomes[s][i]`` is setting ``s`` on the prediction of fold ``folds[i]``."""
     rows = []
     for setting, setting_outcomes in zip(settings, outcomes):
         scores = pooled_scores(setting_outcomes)
         rows.append({**setting, **{key: scores[key] for key in REPORTED_SCORES}})
     rows.sort(key=lambda row: -OBJECTIVES[objectives[0]](row))
-    folds = [item.fold for item in predictions]
     if len(set(folds)) < 2:  # one fold only: nothing to choose on
         return SearchResult(rows, {})
     return SearchResult(rows, select_on_other_folds(settings, outcomes, folds, objectives))

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from research.cv import SPLIT_RECORD_NAME
+from research.cv import SPLIT_RECORD_NAME, held_out_images
 from rformer_monai.networks.weights import MODEL_KEY, read_checkpoint
 from rformer_monai.workflows.checkpoints import BEST_MODEL_FILENAME
 
@@ -38,7 +38,7 @@ def fold_model(cv_dir: str, fold: int, held_out: Sequence[Mapping[str, Any]]) ->
     if not path.is_file() or not split.is_file():
         raise FileNotFoundError(f"{fold_dir}: no model and split of fold {fold} to start from (run research.cv run on {cv_dir} first).")
     earlier = sorted(json.loads(split.read_text())["held_out_images"])
-    now = sorted(Path(item["image"]).name for item in held_out)
+    now = held_out_images(held_out)
     if earlier != now:
         raise ValueError(f"{split}: fold {fold} held out {earlier}, this run holds out {now}: it would start from a model that saw them.")
     return str(path)

@@ -30,7 +30,8 @@ def test_perfect_polygons_score_one_and_the_thresholds_are_chosen_on_the_other_f
         prediction(discs([(40, 30)]), fold=0),
         prediction(discs([(30, 25), (30, 70)]), fold=1, object_scale=0.45),  # never above 0.45: 0.5 finds nothing
     ]
-    rows, selected = search(predictions)
+    result = search(predictions)
+    rows, selected = result.rows, result.selected["f1"]
     assert len(rows) == len(GRID["object_threshold"]) * len(GRID["overlap_threshold"]) * len(GRID["within_mask"])
     assert rows[0]["f1"] == 1.0 and (rows[0]["object_threshold"] < 0.45 or rows[0]["within_mask"])
     lost = [row for row in rows if row["object_threshold"] > 0.45 and not row["within_mask"]]
