@@ -11,7 +11,7 @@ from rformer_monai import (
     workflows,
 )
 
-__version__ = "0.8.1"
+__version__ = "0.8.2"
 
 from rformer_monai.api import Segmentation, segment  # noqa: E402  (after the subpackages it builds on)
 
