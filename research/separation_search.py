@@ -39,6 +39,7 @@ from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 from tqdm import tqdm
 
+from research.cv import per_image_spread
 from research.targets import offsets_or_separation_map
 from rformer_monai.inference.bundle import parse_override
 from rformer_monai.metrics.instances import (
@@ -238,8 +239,9 @@ def select_on_other_folds(
     """For each objective and each fold, the setting with the best pooled objective on the other folds' images:
     the setting per fold (``per_fold``), its scores on that fold's images (``per_fold_scores``: pooled errors
     can cancel between folds), its outcomes on each fold's images pooled over the folds (``pooled``) and their
-    recall by particle size (``recall_by_size``: which sizes are missed, merged or not segmented). The
-    other folds' scores of every setting are pooled once and serve every objective."""
+    recall by particle size (``recall_by_size``: which sizes are missed, merged or not segmented) and the spread
+    of its count and median-ECD errors over the held-out images (``per_image``, :func:`research.cv.per_image_spread`).
+    The other folds' scores of every setting are pooled once and serve every objective."""
     members = {fold: [i for i, item_fold in enumerate(folds) if item_fold == fold] for fold in sorted(set(folds))}
     on_other_folds = {}
     for fold in members:
@@ -260,6 +262,7 @@ def select_on_other_folds(
             "per_fold_scores": scores,
             "pooled": pooled_scores(held_out),
             "recall_by_size": recall_by_size(pool_matches(outcome.matches for outcome in held_out)),
+            "per_image": per_image_spread([scores_from_matches(outcome.matches) for outcome in held_out]),
         }
     return selections
 

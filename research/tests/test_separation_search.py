@@ -110,6 +110,10 @@ def test_settings_are_chosen_on_the_other_folds(merged_pair):
     by_size = selected["recall_by_size"]
     assert sum(row["true_count"] for row in by_size) == 3
     assert sum(row["missed_merged"] for row in by_size) == 2 and sum(row["missed_unsegmented"] for row in by_size) == 1
+    # per held-out image: fold 0 counts one particle for two (-50 %), fold 1 none for one (-100 %, no median ECD)
+    per_image = selected["per_image"]
+    assert per_image["count_error"]["images"] == 2 and per_image["count_error"]["p50"] == pytest.approx(-0.75)
+    assert per_image["median_ecd_error"]["images"] == 1
 
 
 def test_settings_scored_in_worker_processes_give_the_same_rows(merged_pair):
