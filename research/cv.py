@@ -52,8 +52,9 @@ OVERLAYS_PER_FOLD = 2
 SPLIT_RECORD_NAME = "split.json"  # the fold's split, written when it trains, checked when it is scored
 
 
-def _fold_dir(output_dir: Path, fold: int) -> Path:
-    return output_dir / f"fold_{fold}"
+def fold_folder(cv_dir: Path | str, fold: int) -> Path:
+    """The folder of ``fold`` in the CV folder ``cv_dir``: its model, split record and scores."""
+    return Path(cv_dir) / f"fold_{fold}"
 
 
 def _workflow(config_files: Sequence[Path | str], workflow_type: str, overrides: dict[str, Any]):
@@ -111,13 +112,20 @@ def trained_folds(cv_dir: Path, folds: Sequence[int] | None = None) -> list[int]
     return sorted(set(folds)) if folds else trained
 
 
+def recorded_split(fold_dir: Path) -> dict[str, Any] | None:
+    """The split a fold's model was trained with (its ``split.json``: seed, fold count, held-out image file
+    names), or None for a fold trained before the record existed."""
+    record_path = fold_dir / SPLIT_RECORD_NAME
+    return json.loads(record_path.read_text()) if record_path.is_file() else None
+
+
 def _check_split(fold_dir: Path, workflow) -> None:
     """Raise when the fold's model was trained on a split other than the one ``workflow`` holds out: its
     held-out images would include images it trained on. Folds trained before the record existed pass."""
-    record_path = fold_dir / SPLIT_RECORD_NAME
-    if not record_path.is_file():
+    recorded = recorded_split(fold_dir)
+    if recorded is None:
         return
-    recorded, current = json.loads(record_path.read_text()), _held_out_split(workflow)
+    current = _held_out_split(workflow)
     if recorded["held_out_images"] != current["held_out_images"]:
         raise ValueError(
             f"{fold_dir}: the model was trained with split_seed {recorded['split_seed']} and "
@@ -141,7 +149,7 @@ def train_fold(
     Returns:
         The fold's folder, holding ``model.pt``, ``history.csv`` and ``split.json`` (the held-out images).
     """
-    fold_dir = _fold_dir(output_dir, fold)
+    fold_dir = fold_folder(output_dir, fold)
     train = _workflow(
         [BUNDLE_CONFIGS / "train.json", *extra_configs],
         "train",
@@ -171,7 +179,7 @@ def evaluate_fold(
     Returns:
         The fold's folder, holding ``metrics.json``/``.csv``, ``instance_metrics.json`` and ``overlays/``.
     """
-    fold_dir = _fold_dir(output_dir, fold)
+    fold_dir = fold_folder(output_dir, fold)
     evaluate = fold_evaluation(
         fold,
         dataset_dir,
@@ -205,7 +213,7 @@ def fold_evaluation(
     Raises:
         ValueError: when these held-out images are not those the fold's ``split.json`` recorded in training.
     """
-    fold_dir = _fold_dir(output_dir, fold)
+    fold_dir = fold_folder(output_dir, fold)
     workflow = _workflow(
         [BUNDLE_CONFIGS / "train.json", BUNDLE_CONFIGS / "evaluate.json", *extra_configs],
         "eval",
@@ -525,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from research.baselines import evaluate_baseline_fold
 
         for fold in folds:
-            evaluate_baseline_fold(args.method, args.dataset_dir, _fold_dir(args.output_dir, fold), fold, args.num_folds, args.seed)
+            evaluate_baseline_fold(args.method, args.dataset_dir, fold_folder(args.output_dir, fold), fold, args.num_folds, args.seed)
         summarize(args.output_dir, name, {"method": args.method})
         return 0
     overrides = {"num_folds": args.num_folds, "seed": args.seed, "split_seed": args.seed, **dict(args.set)}

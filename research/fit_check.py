@@ -23,7 +23,7 @@ import numpy as np
 from ignite.engine import Engine, Events
 from skimage.segmentation import find_boundaries
 
-from research.cv import fold_evaluation, trained_folds
+from research.cv import fold_evaluation, fold_folder, trained_folds
 from research.separation_search import add_held_out_arguments
 from rformer_monai.particles.labelling import label_particles
 from rformer_monai.reports.figures import save_figure
@@ -112,7 +112,7 @@ def draw_merges(merges: Sequence[Merge], path: Path) -> Path:
 
 def check_fold(fold: int, dataset_dir: str, cv_dir: Path, configs: Sequence[str], overrides: dict[str, Any]) -> dict:
     """Score fold ``fold``'s model on its training images; return its training and held-out scores."""
-    fold_dir = cv_dir / f"fold_{fold}"
+    fold_dir = fold_folder(cv_dir, fold)
     workflow = fold_evaluation(
         fold, dataset_dir, cv_dir, configs,
         {**overrides, "validate#dataset#data": "$@datalists['training']", "eval_dir": str(fold_dir / TRAINING_SCORES_DIR),

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from research.cv import BUNDLE_CONFIGS, trained_folds
+from research.cv import BUNDLE_CONFIGS, fold_folder, trained_folds
 from rformer_monai.api import Segmenter
 from rformer_monai.data.discovery import discover_pairs
 from rformer_monai.files import sha256_of
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folds = trained_folds(args.cv_dir, args.folds)
     rows, settings = [], {}
     for fold in folds:
-        fold_rows, settings = fold_errors(args.cv_dir / f"fold_{fold}", masks, args.device)
+        fold_rows, settings = fold_errors(fold_folder(args.cv_dir, fold), masks, args.device)
         rows.extend(fold_rows)
     protocol = (
         f"{len(rows)} held-out images of {len(folds)} cross-validation folds ({args.cv_dir.name}) over the "

@@ -9,16 +9,14 @@ star-polygon head's object probability resembles) and the rest as initialised.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from research.cv import SPLIT_RECORD_NAME, held_out_images
+from research.cv import SPLIT_RECORD_NAME, fold_folder, held_out_images, recorded_split
 from rformer_monai.networks.weights import MODEL_KEY, read_checkpoint
 from rformer_monai.workflows.checkpoints import BEST_MODEL_FILENAME
 
@@ -33,14 +31,16 @@ def fold_model(cv_dir: str, fold: int, held_out: Sequence[Mapping[str, Any]]) ->
         FileNotFoundError: when that fold has no model or no split record.
         ValueError: when it held out other images (another split seed or fold count).
     """
-    fold_dir = Path(cv_dir) / f"fold_{fold}"
-    path, split = fold_dir / BEST_MODEL_FILENAME, fold_dir / SPLIT_RECORD_NAME
-    if not path.is_file() or not split.is_file():
+    fold_dir = fold_folder(cv_dir, fold)
+    path, split = fold_dir / BEST_MODEL_FILENAME, recorded_split(fold_dir)
+    if not path.is_file() or split is None:
         raise FileNotFoundError(f"{fold_dir}: no model and split of fold {fold} to start from (run research.cv run on {cv_dir} first).")
-    earlier = sorted(json.loads(split.read_text())["held_out_images"])
-    now = held_out_images(held_out)
+    earlier, now = sorted(split["held_out_images"]), held_out_images(held_out)
     if earlier != now:
-        raise ValueError(f"{split}: fold {fold} held out {earlier}, this run holds out {now}: it would start from a model that saw them.")
+        raise ValueError(
+            f"{fold_dir / SPLIT_RECORD_NAME}: fold {fold} held out {earlier}, this run holds out {now}: it would "
+            "start from a model that saw them."
+        )
     return str(path)
 
 
