@@ -49,6 +49,7 @@ MICROGRAPH_SHAPE = (768, 1024)  # the timing image: one SEM frame
 TILE_SHAPE = (256, 256)  # the complexity tile
 TIMING_REPEATS = 3
 OVERLAYS_PER_FOLD = 2
+RUN_ONLY_SETTINGS = ("resume_from",)  # how one fold's training was restarted: not part of the recipe
 SPLIT_RECORD_NAME = "split.json"  # the fold's split, written when it trains, checked when it is scored
 
 
@@ -500,6 +501,12 @@ def compare(summary_dirs: Sequence[Path], output: Path) -> str:
 
 
 
+def recipe_record(configs: Sequence[str], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe a CV folder's summary records: the merged config files and the overrides, less those that
+    only say how one fold's training was restarted (:data:`RUN_ONLY_SETTINGS`)."""
+    return {"configs": list(configs), "overrides": {k: v for k, v in overrides.items() if k not in RUN_ONLY_SETTINGS}}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m research.cv", description=__doc__.split("\n\n")[0])
@@ -543,7 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_fold(fold, args.dataset_dir, args.output_dir, args.config, overrides)
         evaluate_fold(fold, args.dataset_dir, args.output_dir, args.config, overrides)
     method = network_cost(args.config, {k: v for k, v in overrides.items() if k.startswith("network_def")})
-    summarize(args.output_dir, name, {**method, "recipe": {"configs": list(args.config), "overrides": overrides}})
+    summarize(args.output_dir, name, {**method, "recipe": recipe_record(args.config, overrides)})
     return 0
 
 

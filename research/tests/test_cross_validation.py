@@ -96,6 +96,13 @@ def test_command_line_records_the_recipe_in_the_report(tiny_dataset, tiny_overri
     assert "overrides: num_folds=2, seed=0, split_seed=0, network_def#channels=[4, 8, 16, 32]" in report
 
 
+def test_the_recipe_record_leaves_out_a_folds_restart():
+    overrides = {"max_epochs": 50, "resume_from": "cv/fold_4/checkpoints/checkpoint_epoch=18.pt"}
+    recipe = cv.recipe_record(["research/configs/warm_start.json"], overrides)
+    assert recipe == {"configs": ["research/configs/warm_start.json"], "overrides": {"max_epochs": 50}}
+    assert "resume_from" in overrides  # the fold's own run still gets it
+
+
 def _held_out_names(dataset_dir: Path, split_seed: int) -> list[str]:
     validation = load_fold(str(dataset_dir), str(dataset_dir / "unused"), 0, 2, split_seed)["validation"]
     return sorted(Path(item["image"]).name for item in validation)
