@@ -499,8 +499,6 @@ def compare(summary_dirs: Sequence[Path], output: Path) -> str:
     return table
 
 
-
-
 def recipe_record(configs: Sequence[str], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The recipe a CV folder's summary records: the merged config files and the overrides, less those that
     only say how one fold's training was restarted (:data:`RUN_ONLY_SETTINGS`)."""
