@@ -161,6 +161,46 @@ def _sinks(rounded: np.ndarray, shape: tuple[int, int], min_size_px: int) -> np.
     return sinks
 
 
+def followed_particles(
+    probability: np.ndarray,
+    separation: np.ndarray,
+    threshold: float = DEFAULT_MASK_THRESHOLD,
+    min_size_px: int = DEFAULT_MIN_SIZE_PX,
+) -> np.ndarray:
+    """Particle labels (H, W) before any is dropped: ``separation`` (2, H, W) holds the vertical and horizontal
+    flows in [0, 1] (after the sigmoid). The pixels of ``probability`` above ``threshold`` follow the flows
+    (:func:`follow_flows`); those that gather at one sink of at least ``min_size_px`` pixels are one particle."""
+    separation = np.asarray(separation, dtype=np.float64)
+    if separation.shape != (FLOW_CHANNELS, *np.shape(probability)):
+        raise ValueError(f"separation must be ({FLOW_CHANNELS}, H, W) of probability's size, got {separation.shape}.")
+    inside = np.asarray(probability) > threshold
+    labels = np.zeros(inside.shape, dtype=np.int64)
+    if inside.any():
+        rounded = np.rint(follow_flows(2.0 * separation - 1.0, inside)).astype(np.int64)
+        labels[inside] = _sinks(rounded, inside.shape, min_size_px)[rounded[:, 0], rounded[:, 1]]
+    return labels
+
+
+def drop_disagreeing_particles(
+    labels: np.ndarray,
+    separation: np.ndarray,
+    flow_error: float = DEFAULT_FLOW_ERROR,
+    min_size_px: int = DEFAULT_MIN_SIZE_PX,
+) -> np.ndarray:
+    """``labels`` (from :func:`followed_particles`) without the particles under ``min_size_px`` and those whose
+    predicted flows (``separation``, in [0, 1]) differ from their own recomputed ones by more than
+    ``flow_error`` (mean squared difference of unit flows), numbered 1 to N again."""
+    labels = np.asarray(labels).astype(np.int64)
+    count = int(labels.max(initial=0))
+    if count:
+        areas = np.bincount(labels.ravel(), minlength=count + 1)
+        error = (2.0 * np.asarray(separation, dtype=np.float64) - 1.0 - diffusion_flows(labels)) ** 2
+        mean_error = ndi.mean(error.sum(axis=0), labels, np.arange(1, count + 1))
+        dropped = np.r_[False, (areas[1:] < min_size_px) | (np.asarray(mean_error) > flow_error)]
+        labels[dropped[labels]] = 0
+    return relabel_sequential(labels)[0].astype(np.int32)
+
+
 def flow_particles(
     probability: np.ndarray,
     separation: np.ndarray,
@@ -168,27 +208,8 @@ def flow_particles(
     flow_error: float = DEFAULT_FLOW_ERROR,
     min_size_px: int = DEFAULT_MIN_SIZE_PX,
 ) -> np.ndarray:
-    """Particle labels (H, W) from a network's flow outputs: ``separation`` (2, H, W) holds the vertical and
-    horizontal flows in [0, 1] (after the sigmoid). The pixels of ``probability`` above ``threshold`` follow
-    the flows (:func:`follow_flows`); those that gather at one sink are one particle. Particles whose
-    predicted flows differ from their own recomputed ones by more than ``flow_error`` (mean squared
-    difference of unit flows) and those under ``min_size_px`` are dropped."""
-    separation = np.asarray(separation, dtype=np.float64)
-    if separation.shape != (FLOW_CHANNELS, *np.shape(probability)):
-        raise ValueError(f"separation must be ({FLOW_CHANNELS}, H, W) of probability's size, got {separation.shape}.")
-    inside = np.asarray(probability) > threshold
-    flows = 2.0 * separation - 1.0
-    labels = np.zeros(inside.shape, dtype=np.int64)
-    if not inside.any():
-        return labels.astype(np.int32)
-    rounded = np.rint(follow_flows(flows, inside)).astype(np.int64)
-    sinks = _sinks(rounded, inside.shape, min_size_px)
-    labels[inside] = sinks[rounded[:, 0], rounded[:, 1]]
-    count = int(labels.max(initial=0))
-    if count:
-        areas = np.bincount(labels.ravel(), minlength=count + 1)
-        error = (flows - diffusion_flows(labels)) ** 2
-        mean_error = ndi.mean(error.sum(axis=0), labels, np.arange(1, count + 1))
-        dropped = np.r_[False, (areas[1:] < min_size_px) | (np.asarray(mean_error) > flow_error)]
-        labels[dropped[labels]] = 0
-    return relabel_sequential(labels)[0].astype(np.int32)
+    """Particle labels (H, W) from a network's flow outputs: the particles the flows gather
+    (:func:`followed_particles`) less those that are too small or whose flows disagree with their outline
+    (:func:`drop_disagreeing_particles`)."""
+    labels = followed_particles(probability, separation, threshold, min_size_px)
+    return drop_disagreeing_particles(labels, separation, flow_error, min_size_px)

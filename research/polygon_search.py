@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -34,7 +33,8 @@ from research.separation_search import (
     add_held_out_arguments,
     collect_held_out_predictions,
     ranked_result,
-    write_search,
+    write_per_image,
+    write_result,
 )
 from research.star_polygons import MAX_RAY_PX, POLYGON_CHANNELS_BEFORE_RAYS, StarPolygons, star_polygon_particles
 
@@ -96,29 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.dataset_dir, args.cv_dir, args.config, dict(args.set), args.folds, to_map=np.asarray
     )
     rays = {item.name: ray_errors(item) for item in predictions}
-    mean_rays = {
-        key: float(np.mean([image[key] for image in rays.values()]))
-        for key in ("ray_error_px", "ray_correlation", "background_object_probability")
-    }
-    (args.cv_dir / RAYS_NAME).write_text(json.dumps({"mean": mean_rays, "per_image": rays}, indent=2) + "\n")
+    mean_rays = write_per_image(rays, ("ray_error_px", "ray_correlation", "background_object_probability"), args.cv_dir / RAYS_NAME)
     logger.info(
         "rays at the particles' central pixels, mean over images: error %.2f px, correlation %.3f; object "
         "probability on the background %.3f", *mean_rays.values(),
     )
     grid = {**GRID, "object_threshold": tuple(args.object_threshold), "overlap_threshold": tuple(args.overlap_threshold)}
-    result = search(predictions, grid)
-    path = write_search(result.rows, args.cv_dir / SEARCH_NAME)
-    logger.info("best F1 of %d settings (written to %s): %s", len(result.rows), path, result.rows[0])
-    if result.selected:
-        selected = result.selected[OBJECTIVE]
-        selected_path = args.cv_dir / SELECTED_NAME
-        selected_path.write_text(json.dumps(selected, indent=2) + "\n")
-        pooled = selected["pooled"]
-        logger.info(
-            "chosen on the other folds, scored on each held-out fold (written to %s): F1 %.3f, PQ %.3f, count error "
-            "%+.3f, median ECD error %+.3f",
-            selected_path, pooled["f1"], pooled["pq"], pooled["count_error"], pooled["median_ecd_error"],
-        )
+    write_result(search(predictions, grid), args.cv_dir / SEARCH_NAME, args.cv_dir / SELECTED_NAME, OBJECTIVE)
     return 0
 
 

@@ -349,6 +349,35 @@ def write_search(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+def log_selected(objective: str, selection: Mapping[str, Any], path: Path) -> None:
+    """Log the pooled held-out scores of the settings chosen for ``objective`` on the other folds, written to ``path``."""
+    pooled = selection["pooled"]
+    logger.info(
+        "chosen for %s on the other folds, scored on each held-out fold (written to %s): F1 %.3f, PQ %.3f, "
+        "count error %+.3f, median ECD error %+.3f",
+        objective, path, pooled["f1"], pooled["pq"], pooled["count_error"], pooled["median_ecd_error"],
+    )
+
+
+def write_result(result: SearchResult, search_path: Path, selected_path: Path, objective: str = DEFAULT_OBJECTIVE) -> None:
+    """Write the scored grid to ``search_path`` (:func:`write_search`) and, when there is one, the estimate of the
+    settings chosen for ``objective`` on the other folds to ``selected_path`` as JSON; log the best row and the
+    estimate's pooled scores."""
+    write_search(result.rows, search_path)
+    logger.info("best %s of %d settings (written to %s): %s", objective, len(result.rows), search_path, result.rows[0])
+    if result.selected:
+        selected_path.write_text(json.dumps(result.selected[objective], indent=2) + "\n")
+        log_selected(objective, result.selected[objective], selected_path)
+
+
+def write_per_image(per_image: Mapping[str, Mapping[str, float]], keys: Sequence[str], path: Path) -> dict[str, float]:
+    """Write one diagnostic record per held-out image and the mean of ``keys`` over the images to ``path`` as JSON
+    (``{"mean": ..., "per_image": ...}``); return the means."""
+    means = {key: float(np.mean([image[key] for image in per_image.values()])) for key in keys}
+    path.write_text(json.dumps({"mean": means, "per_image": per_image}, indent=2) + "\n")
+    return means
+
+
 def add_held_out_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of :func:`collect_held_out_predictions`: ``--dataset_dir``, ``--cv_dir``, ``--config``,
     ``--set`` and ``--folds``."""
@@ -388,12 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         selected_path = args.cv_dir / output_name(SELECTED_STEM, args.name, ".json")
         selected_path.write_text(json.dumps(result.selected, indent=2) + "\n")
         for objective, selection in result.selected.items():
-            pooled = selection["pooled"]
-            logger.info(
-                "chosen for %s on the other folds, scored on each held-out fold (written to %s): F1 %.3f, PQ %.3f, "
-                "count error %+.3f, median ECD error %+.3f",
-                objective, selected_path, pooled["f1"], pooled["pq"], pooled["count_error"], pooled["median_ecd_error"],
-            )
+            log_selected(objective, selection, selected_path)
     return 0
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from research import polygon_search
 from research.polygon_search import GRID, ray_errors, search
 from research.separation_search import HeldOutPrediction
 from research.star_polygons import MAX_RAY_PX, StarPolygons
@@ -51,3 +55,15 @@ def test_ray_errors_are_zero_for_the_true_rays_and_grow_with_a_wrong_length():
     assert ray_errors(item)["ray_error_px"] == pytest.approx(2.0, rel=1e-3)
     item.separation[0][~item.truth] = 0.25
     assert ray_errors(item)["background_object_probability"] == pytest.approx(0.25)
+
+
+def test_command_line_writes_the_rays_the_search_and_the_choice_on_the_other_folds(tmp_path, monkeypatch):
+    predictions = [prediction(discs([(20, 20), (20, 60)]), fold=0), prediction(discs([(30, 40)]), fold=1)]
+    monkeypatch.setattr(polygon_search, "collect_held_out_predictions", lambda *args, **kwargs: predictions)
+    polygon_search.main(["--dataset_dir", str(tmp_path), "--cv_dir", str(tmp_path), "--object_thresholds", "0.5"])
+    rays = json.loads((tmp_path / polygon_search.RAYS_NAME).read_text())
+    assert set(rays["per_image"]) == {"fold0", "fold1"} and rays["mean"]["ray_error_px"] == pytest.approx(0.0, abs=1e-3)
+    with (tmp_path / polygon_search.SEARCH_NAME).open() as stream:
+        assert len(list(csv.DictReader(stream))) == len(GRID["overlap_threshold"]) * len(GRID["within_mask"])
+    selected = json.loads((tmp_path / polygon_search.SELECTED_NAME).read_text())
+    assert set(selected["per_fold"]) == {"0", "1"} and selected["pooled"]["f1"] == 1.0
