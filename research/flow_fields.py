@@ -181,23 +181,23 @@ def followed_particles(
     return labels
 
 
-def drop_disagreeing_particles(
-    labels: np.ndarray,
-    separation: np.ndarray,
-    flow_error: float = DEFAULT_FLOW_ERROR,
-    min_size_px: int = DEFAULT_MIN_SIZE_PX,
+def particle_flow_errors(labels: np.ndarray, separation: np.ndarray) -> np.ndarray:
+    """For particles 1 to N of ``labels``, the mean squared difference between the predicted flows
+    (``separation``, in [0, 1]) and their own unit flows recomputed from their outline (:func:`diffusion_flows`)."""
+    labels = np.asarray(labels).astype(np.int64, copy=False)
+    error = (2.0 * np.asarray(separation, dtype=np.float64) - 1.0 - diffusion_flows(labels)) ** 2
+    return np.asarray(ndi.mean(error.sum(axis=0), labels, np.arange(1, int(labels.max(initial=0)) + 1)), dtype=np.float64)
+
+
+def drop_particles(
+    labels: np.ndarray, flow_errors: np.ndarray, flow_error: float = DEFAULT_FLOW_ERROR, min_size_px: int = DEFAULT_MIN_SIZE_PX
 ) -> np.ndarray:
-    """``labels`` (from :func:`followed_particles`) without the particles under ``min_size_px`` and those whose
-    predicted flows (``separation``, in [0, 1]) differ from their own recomputed ones by more than
-    ``flow_error`` (mean squared difference of unit flows), numbered 1 to N again."""
-    labels = np.asarray(labels).astype(np.int64)
-    count = int(labels.max(initial=0))
-    if count:
-        areas = np.bincount(labels.ravel(), minlength=count + 1)
-        error = (2.0 * np.asarray(separation, dtype=np.float64) - 1.0 - diffusion_flows(labels)) ** 2
-        mean_error = ndi.mean(error.sum(axis=0), labels, np.arange(1, count + 1))
-        dropped = np.r_[False, (areas[1:] < min_size_px) | (np.asarray(mean_error) > flow_error)]
-        labels[dropped[labels]] = 0
+    """``labels`` without the particles under ``min_size_px`` and those whose ``flow_errors``
+    (:func:`particle_flow_errors`) exceed ``flow_error``, numbered 1 to N again."""
+    labels = np.array(labels, dtype=np.int64)
+    areas = np.bincount(labels.ravel(), minlength=len(flow_errors) + 1)
+    dropped = np.r_[False, (areas[1:] < min_size_px) | (np.asarray(flow_errors) > flow_error)]
+    labels[dropped[labels]] = 0
     return relabel_sequential(labels)[0].astype(np.int32)
 
 
@@ -209,7 +209,7 @@ def flow_particles(
     min_size_px: int = DEFAULT_MIN_SIZE_PX,
 ) -> np.ndarray:
     """Particle labels (H, W) from a network's flow outputs: the particles the flows gather
-    (:func:`followed_particles`) less those that are too small or whose flows disagree with their outline
-    (:func:`drop_disagreeing_particles`)."""
+    (:func:`followed_particles`) less those that are too small or whose flows disagree with their outline by
+    more than ``flow_error`` (:func:`particle_flow_errors`, :func:`drop_particles`)."""
     labels = followed_particles(probability, separation, threshold, min_size_px)
-    return drop_disagreeing_particles(labels, separation, flow_error, min_size_px)
+    return drop_particles(labels, particle_flow_errors(labels, separation), flow_error, min_size_px)

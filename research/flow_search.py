@@ -6,7 +6,8 @@
 Every fold's ``model.pt`` predicts its held-out images through the bundle's evaluate.json
 (:func:`research.separation_search.collect_held_out_predictions`, the two flow channels kept whole). Each
 setting (a mask threshold and a flow-error limit, :func:`research.flow_fields.flow_particles`) then draws the
-particles, scored against the 4-connected true particles; the flows are followed once per image and threshold.
+particles, scored against the 4-connected true particles; the flows are followed and checked once per image
+and threshold.
 ``flow_search.csv`` in the CV folder holds one row per setting, best pooled F1 first; ``flow_selected.json`` the
 honest estimate: for each fold the setting with the best F1 on the *other* folds' images, scored on this fold's
 images, pooled over folds. ``flow_errors.json`` says how far the predicted flows are from the true ones inside
@@ -23,7 +24,13 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from research.flow_fields import DEFAULT_FLOW_ERROR, diffusion_flows, drop_disagreeing_particles, followed_particles
+from research.flow_fields import (
+    DEFAULT_FLOW_ERROR,
+    diffusion_flows,
+    drop_particles,
+    followed_particles,
+    particle_flow_errors,
+)
 from research.separation_search import (
     HeldOutPrediction,
     SearchResult,
@@ -72,17 +79,15 @@ def search(predictions: Sequence[HeldOutPrediction], grid: dict[str, tuple[float
     """Every combination of ``grid``'s thresholds and flow-error limits scored on every prediction, ranked by F1,
     and with two folds or more the setting chosen for each fold on the other folds
     (:func:`~research.separation_search.ranked_result`)."""
-    followed = {
-        (index, threshold): followed_particles(item.probability, item.separation, threshold)
-        for threshold in tqdm(grid["threshold"], desc="flow following")
-        for index, item in enumerate(predictions)
-    }
+    followed = {}  # (prediction, threshold) -> the particles the flows gather and each one's flow error
+    for threshold in tqdm(grid["threshold"], desc="flow following"):
+        for index, item in enumerate(predictions):
+            labels = followed_particles(item.probability, item.separation, threshold)
+            followed[index, threshold] = labels, particle_flow_errors(labels, item.separation)
     settings = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     outcomes = [
         [
-            SeparationOutcome.of(
-                drop_disagreeing_particles(followed[index, setting["threshold"]], item.separation, setting["flow_error"]), item
-            )
+            SeparationOutcome.of(drop_particles(*followed[index, setting["threshold"]], setting["flow_error"]), item)
             for index, item in enumerate(predictions)
         ]
         for setting in tqdm(settings, desc="flow search")
