@@ -186,11 +186,15 @@ def particle_flow_errors(labels: np.ndarray, separation: np.ndarray) -> np.ndarr
     (``separation``, in [0, 1]) and their own unit flows recomputed from their outline (:func:`diffusion_flows`)."""
     labels = np.asarray(labels).astype(np.int64, copy=False)
     error = (2.0 * np.asarray(separation, dtype=np.float64) - 1.0 - diffusion_flows(labels)) ** 2
-    return np.asarray(ndi.mean(error.sum(axis=0), labels, np.arange(1, int(labels.max(initial=0)) + 1)), dtype=np.float64)
+    particles = np.arange(1, int(labels.max(initial=0)) + 1)
+    return np.asarray(ndi.mean(error.sum(axis=0), labels, particles), dtype=np.float64)
 
 
 def drop_particles(
-    labels: np.ndarray, flow_errors: np.ndarray, flow_error: float = DEFAULT_FLOW_ERROR, min_size_px: int = DEFAULT_MIN_SIZE_PX
+    labels: np.ndarray,
+    flow_errors: np.ndarray,
+    flow_error: float = DEFAULT_FLOW_ERROR,
+    min_size_px: int = DEFAULT_MIN_SIZE_PX,
 ) -> np.ndarray:
     """``labels`` without the particles under ``min_size_px`` and those whose ``flow_errors``
     (:func:`particle_flow_errors`) exceed ``flow_error``, numbered 1 to N again."""

@@ -100,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m research.flow_search", description=__doc__.split("\n\n")[0])
     add_held_out_arguments(parser)
     for key in GRID:
-        parser.add_argument(f"--{key}s", dest=key, type=float, nargs="+", default=GRID[key], help=f"values of {key} to search")
+        parser.add_argument(
+            f"--{key}s", dest=key, type=float, nargs="+", default=GRID[key], help=f"values of {key} to search"
+        )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     predictions = collect_held_out_predictions(

@@ -96,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.dataset_dir, args.cv_dir, args.config, dict(args.set), args.folds, to_map=np.asarray
     )
     rays = {item.name: ray_errors(item) for item in predictions}
-    mean_rays = write_per_image(rays, ("ray_error_px", "ray_correlation", "background_object_probability"), args.cv_dir / RAYS_NAME)
+    ray_keys = ("ray_error_px", "ray_correlation", "background_object_probability")
+    mean_rays = write_per_image(rays, ray_keys, args.cv_dir / RAYS_NAME)
     logger.info(
         "rays at the particles' central pixels, mean over images: error %.2f px, correlation %.3f; object "
         "probability on the background %.3f", *mean_rays.values(),

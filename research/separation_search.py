@@ -350,7 +350,8 @@ def write_search(rows: list[dict[str, Any]], path: Path) -> Path:
 
 
 def log_selected(objective: str, selection: Mapping[str, Any], path: Path) -> None:
-    """Log the pooled held-out scores of the settings chosen for ``objective`` on the other folds, written to ``path``."""
+    """Log the pooled held-out scores of the settings chosen for ``objective`` on the other folds, written to
+    ``path``."""
     pooled = selection["pooled"]
     logger.info(
         "chosen for %s on the other folds, scored on each held-out fold (written to %s): F1 %.3f, PQ %.3f, "
@@ -359,7 +360,9 @@ def log_selected(objective: str, selection: Mapping[str, Any], path: Path) -> No
     )
 
 
-def write_result(result: SearchResult, search_path: Path, selected_path: Path, objective: str = DEFAULT_OBJECTIVE) -> None:
+def write_result(
+    result: SearchResult, search_path: Path, selected_path: Path, objective: str = DEFAULT_OBJECTIVE
+) -> None:
     """Write the scored grid to ``search_path`` (:func:`write_search`) and, when there is one, the estimate of the
     settings chosen for ``objective`` on the other folds to ``selected_path`` as JSON; log the best row and the
     estimate's pooled scores."""

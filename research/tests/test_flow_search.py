@@ -16,14 +16,18 @@ from research.separation_search import HeldOutPrediction
 from research.tests.test_polygon_search import discs
 
 
-def prediction(mask: np.ndarray, fold: int, probability_scale: float = 1.0, turn_degrees: float = 0.0) -> HeldOutPrediction:
+def prediction(
+    mask: np.ndarray, fold: int, probability_scale: float = 1.0, turn_degrees: float = 0.0
+) -> HeldOutPrediction:
     """A held-out prediction whose flows are the truth's own turned by ``turn_degrees`` (180: pointing outwards),
     its particle probability scaled."""
     target = FlowFields()(torch.as_tensor(mask[None], dtype=torch.float32)).numpy()
     vertical, horizontal = 2.0 * target[1:] - 1.0
     turn = np.deg2rad(turn_degrees)
-    turned = np.stack([np.cos(turn) * vertical - np.sin(turn) * horizontal, np.sin(turn) * vertical + np.cos(turn) * horizontal])
-    return HeldOutPrediction(f"fold{fold}", target[0] * probability_scale, 0.5 + 0.5 * turned, mask, pixel_size_nm=2.0, fold=fold)
+    cos, sin = np.cos(turn), np.sin(turn)
+    turned = np.stack([cos * vertical - sin * horizontal, sin * vertical + cos * horizontal])
+    flows = 0.5 + 0.5 * turned
+    return HeldOutPrediction(f"fold{fold}", target[0] * probability_scale, flows, mask, pixel_size_nm=2.0, fold=fold)
 
 
 def test_perfect_flows_score_one_and_the_settings_are_chosen_on_the_other_folds():
@@ -55,7 +59,8 @@ def test_flow_errors_are_zero_for_the_true_flows_and_four_for_reversed_ones():
     assert exact["flow_error"] == pytest.approx(0.0, abs=1e-6) and exact["flow_cosine"] == pytest.approx(1.0, abs=1e-4)
     assert exact["particle_pixels"] > 0
     reversed_ = flow_errors(prediction(discs([(20, 20), (20, 60)]), fold=0, turn_degrees=180.0))
-    assert reversed_["flow_error"] == pytest.approx(4.0, rel=0.02) and reversed_["flow_cosine"] == pytest.approx(-1.0, abs=0.02)
+    assert reversed_["flow_error"] == pytest.approx(4.0, rel=0.02)
+    assert reversed_["flow_cosine"] == pytest.approx(-1.0, abs=0.02)
 
 
 def test_command_line_writes_the_flow_errors_the_search_and_the_choice_on_the_other_folds(tmp_path, monkeypatch):
