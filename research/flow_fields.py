@@ -161,6 +161,11 @@ def _sinks(rounded: np.ndarray, shape: tuple[int, int], min_size_px: int) -> np.
     return sinks
 
 
+def predicted_flows(separation: np.ndarray) -> np.ndarray:
+    """The network's flow outputs (2, H, W), sigmoids in [0, 1], as flows in [-1, 1] (float64)."""
+    return 2.0 * np.asarray(separation, dtype=np.float64) - 1.0
+
+
 def followed_particles(
     probability: np.ndarray,
     separation: np.ndarray,
@@ -176,7 +181,7 @@ def followed_particles(
     inside = np.asarray(probability) > threshold
     labels = np.zeros(inside.shape, dtype=np.int64)
     if inside.any():
-        rounded = np.rint(follow_flows(2.0 * separation - 1.0, inside)).astype(np.int64)
+        rounded = np.rint(follow_flows(predicted_flows(separation), inside)).astype(np.int64)
         labels[inside] = _sinks(rounded, inside.shape, min_size_px)[rounded[:, 0], rounded[:, 1]]
     return labels
 
@@ -185,7 +190,7 @@ def particle_flow_errors(labels: np.ndarray, separation: np.ndarray) -> np.ndarr
     """For particles 1 to N of ``labels``, the mean squared difference between the predicted flows
     (``separation``, in [0, 1]) and their own unit flows recomputed from their outline (:func:`diffusion_flows`)."""
     labels = np.asarray(labels).astype(np.int64, copy=False)
-    error = (2.0 * np.asarray(separation, dtype=np.float64) - 1.0 - diffusion_flows(labels)) ** 2
+    error = (predicted_flows(separation) - diffusion_flows(labels)) ** 2
     particles = np.arange(1, int(labels.max(initial=0)) + 1)
     return np.asarray(ndi.mean(error.sum(axis=0), labels, particles), dtype=np.float64)
 

@@ -30,6 +30,7 @@ from research.flow_fields import (
     drop_particles,
     followed_particles,
     particle_flow_errors,
+    predicted_flows,
 )
 from research.separation_search import (
     HeldOutPrediction,
@@ -62,7 +63,7 @@ def flow_errors(item: HeldOutPrediction) -> dict[str, float]:
     squared difference (the quantity the flow-error check limits) and the mean cosine of the angle between them
     where the true flow is not zero."""
     true_flows = diffusion_flows(item.true_labels)
-    predicted = 2.0 * np.asarray(item.separation, dtype=np.float64) - 1.0
+    predicted = predicted_flows(item.separation)
     inside = item.true_labels > 0
     error = ((predicted[:, inside] - true_flows[:, inside]) ** 2).sum(axis=0)
     flowing = inside & (np.linalg.norm(true_flows, axis=0) > 0.5)  # unit flows; not the centres, where they vanish
