@@ -17,7 +17,6 @@ the true particles.
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
 from collections.abc import Sequence
 
@@ -38,6 +37,7 @@ from research.separation_search import (
     SeparationOutcome,
     add_held_out_arguments,
     collect_held_out_predictions,
+    grid_settings,
     ranked_result,
     write_per_image,
     write_result,
@@ -85,7 +85,7 @@ def search(predictions: Sequence[HeldOutPrediction], grid: dict[str, tuple[float
         for index, item in enumerate(predictions):
             labels = followed_particles(item.probability, item.separation, threshold)
             followed[index, threshold] = labels, particle_flow_errors(labels, item.separation)
-    settings = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    settings = grid_settings(grid)
     outcomes = [
         [
             SeparationOutcome.of(drop_particles(*followed[index, setting["threshold"]], setting["flow_error"]), item)

@@ -17,7 +17,6 @@ are from the true ones at the particles' central pixels, and the object probabil
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +31,7 @@ from research.separation_search import (
     SeparationOutcome,
     add_held_out_arguments,
     collect_held_out_predictions,
+    grid_settings,
     ranked_result,
     write_per_image,
     write_result,
@@ -79,7 +79,7 @@ def ray_errors(item: HeldOutPrediction) -> dict[str, float]:
 def search(predictions: Sequence[HeldOutPrediction], grid: dict[str, tuple[Any, ...]] = GRID) -> SearchResult:
     """Every combination of ``grid``'s settings scored on every prediction, ranked by F1, and with two folds or
     more the setting chosen for each fold on the other folds (:func:`~research.separation_search.ranked_result`)."""
-    settings = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    settings = grid_settings(grid)
     outcomes = [[draw_and_match(item, **setting) for item in predictions] for setting in tqdm(settings, desc="polygon search")]
     return ranked_result(settings, outcomes, [item.fold for item in predictions], (OBJECTIVE,))
 

@@ -295,6 +295,11 @@ def score_settings(
         return list(tqdm(pool.map(_outcomes_of_setting, settings), total=len(settings), desc="separation search"))
 
 
+def grid_settings(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of ``grid``'s values, one setting (name -> value) each."""
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
 def search(
     predictions: list[HeldOutPrediction],
     grid: dict[str, tuple[Any, ...]] = GRID,
@@ -313,7 +318,7 @@ def search(
     if unknown or not objectives:
         raise ValueError(f"objectives must be among {sorted(OBJECTIVES)}, got {list(objectives)!r}.")
     modes = (False, True) if all(item.separation is not None for item in predictions) else (False,)
-    combinations = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    combinations = grid_settings(grid)
     settings = [{"use_separation": mode, **combination} for mode, combination in itertools.product(modes, combinations)]
     outcomes = score_settings(predictions, settings, workers)
     return ranked_result(settings, outcomes, [item.fold for item in predictions], objectives)
