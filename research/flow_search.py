@@ -10,7 +10,9 @@ particles, scored against the 4-connected true particles; the flows are followed
 and threshold.
 ``flow_search.csv`` in the CV folder holds one row per setting, best pooled F1 first; ``flow_selected.json`` the
 honest estimate: for each fold the setting with the best F1 on the *other* folds' images, scored on this fold's
-images, pooled over folds. ``flow_errors.json`` says how far the predicted flows are from the true ones inside
+images, pooled over folds. ``--objective count_and_median_ecd_error`` (or another of
+:data:`research.separation_search.OBJECTIVES`) chooses for that instead, into ``flow_search_<objective>.csv``
+and ``flow_selected_<objective>.json``. ``flow_errors.json`` says how far the predicted flows are from the true ones inside
 the true particles.
 """
 
@@ -32,12 +34,15 @@ from research.flow_fields import (
     predicted_flows,
 )
 from research.separation_search import (
+    DEFAULT_OBJECTIVE,
+    OBJECTIVES,
     HeldOutPrediction,
     SearchResult,
     SeparationOutcome,
     add_held_out_arguments,
     collect_held_out_predictions,
     grid_settings,
+    output_name,
     ranked_result,
     write_per_image,
     write_result,
@@ -45,8 +50,8 @@ from research.separation_search import (
 
 logger = logging.getLogger("research.flow_search")
 
-SEARCH_NAME = "flow_search.csv"
-SELECTED_NAME = "flow_selected.json"
+SEARCH_STEM = "flow_search"
+SELECTED_STEM = "flow_selected"
 FLOWS_NAME = "flow_errors.json"
 FLOW_ERROR_OFF = 8.0
 """A flow-error limit no particle exceeds (flows with components in [-1, 1] differ by at most 8 squared): the
@@ -55,7 +60,6 @@ GRID: dict[str, tuple[float, ...]] = {
     "threshold": (0.3, 0.4, 0.5, 0.6),
     "flow_error": (DEFAULT_FLOW_ERROR, 2 * DEFAULT_FLOW_ERROR, FLOW_ERROR_OFF),
 }
-OBJECTIVE = "f1"
 
 
 def flow_errors(item: HeldOutPrediction) -> dict[str, float]:
@@ -76,10 +80,14 @@ def flow_errors(item: HeldOutPrediction) -> dict[str, float]:
     }
 
 
-def search(predictions: Sequence[HeldOutPrediction], grid: dict[str, tuple[float, ...]] = GRID) -> SearchResult:
-    """Every combination of ``grid``'s thresholds and flow-error limits scored on every prediction, ranked by F1,
-    and with two folds or more the setting chosen for each fold on the other folds
-    (:func:`~research.separation_search.ranked_result`)."""
+def search(
+    predictions: Sequence[HeldOutPrediction],
+    grid: dict[str, tuple[float, ...]] = GRID,
+    objective: str = DEFAULT_OBJECTIVE,
+) -> SearchResult:
+    """Every combination of ``grid``'s thresholds and flow-error limits scored on every prediction, ranked by
+    ``objective`` (a name in :data:`~research.separation_search.OBJECTIVES`), and with two folds or more the
+    setting chosen for it for each fold on the other folds (:func:`~research.separation_search.ranked_result`)."""
     followed = {}  # (prediction, threshold) -> the particles the flows gather and each one's flow error
     for threshold in tqdm(grid["threshold"], desc="flow following"):
         for index, item in enumerate(predictions):
@@ -93,7 +101,7 @@ def search(predictions: Sequence[HeldOutPrediction], grid: dict[str, tuple[float
         ]
         for setting in tqdm(settings, desc="flow search")
     ]
-    return ranked_result(settings, outcomes, [item.fold for item in predictions], (OBJECTIVE,))
+    return ranked_result(settings, outcomes, [item.fold for item in predictions], (objective,))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,6 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.add_argument(
             f"--{key}s", dest=key, type=float, nargs="+", default=GRID[key], help=f"values of {key} to search"
         )
+    parser.add_argument(
+        "--objective",
+        choices=sorted(OBJECTIVES),
+        default=DEFAULT_OBJECTIVE,
+        help="what the settings are ranked and chosen on the other folds for (errors: their size)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     predictions = collect_held_out_predictions(
@@ -112,8 +126,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors = {item.name: flow_errors(item) for item in predictions}
     mean_errors = write_per_image(errors, ("flow_error", "flow_cosine"), args.cv_dir / FLOWS_NAME)
     logger.info("flows inside the true particles, mean over images: error %.3f, cosine %.3f", *mean_errors.values())
-    result = search(predictions, {key: tuple(getattr(args, key)) for key in GRID})
-    write_result(result, args.cv_dir / SEARCH_NAME, args.cv_dir / SELECTED_NAME, OBJECTIVE)
+    result = search(predictions, {key: tuple(getattr(args, key)) for key in GRID}, args.objective)
+    name = None if args.objective == DEFAULT_OBJECTIVE else args.objective
+    write_result(
+        result,
+        args.cv_dir / output_name(SEARCH_STEM, name, ".csv"),
+        args.cv_dir / output_name(SELECTED_STEM, name, ".json"),
+        args.objective,
+    )
     return 0
 
 

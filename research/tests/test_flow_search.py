@@ -69,7 +69,18 @@ def test_command_line_writes_the_flow_errors_the_search_and_the_choice_on_the_ot
     flow_search.main(["--dataset_dir", str(tmp_path), "--cv_dir", str(tmp_path), "--thresholds", "0.4", "0.5"])
     errors = json.loads((tmp_path / flow_search.FLOWS_NAME).read_text())
     assert set(errors["per_image"]) == {"fold0", "fold1"} and errors["mean"]["flow_cosine"] == pytest.approx(1.0)
-    with (tmp_path / flow_search.SEARCH_NAME).open() as stream:
+    with (tmp_path / "flow_search.csv").open() as stream:
         assert len(list(csv.DictReader(stream))) == 2 * len(GRID["flow_error"])
-    selected = json.loads((tmp_path / flow_search.SELECTED_NAME).read_text())
+    selected = json.loads((tmp_path / "flow_selected.json").read_text())
     assert set(selected["per_fold"]) == {"0", "1"} and selected["pooled"]["f1"] == 1.0
+
+
+def test_command_line_chooses_for_another_objective_into_files_named_after_it(tmp_path, monkeypatch):
+    # flows turned by 60 degrees: the flow-error check at 0.4 drops both discs (count -100 %), off keeps them
+    predictions = [prediction(discs([(20, 20), (20, 60)]), fold=0, turn_degrees=60.0)]
+    monkeypatch.setattr(flow_search, "collect_held_out_predictions", lambda *args, **kwargs: predictions)
+    flow_search.main(["--dataset_dir", str(tmp_path), "--cv_dir", str(tmp_path), "--objective", "count_error"])
+    with (tmp_path / "flow_search_count_error.csv").open() as stream:
+        count_errors = [abs(float(row["count_error"])) for row in csv.DictReader(stream)]
+    assert count_errors == sorted(count_errors) and count_errors[0] == 0.0 and count_errors[-1] == 1.0
+    assert not (tmp_path / "flow_search.csv").exists()
