@@ -12,8 +12,8 @@ and threshold.
 honest estimate: for each fold the setting with the best F1 on the *other* folds' images, scored on this fold's
 images, pooled over folds. ``--objective count_and_median_ecd_error`` (or another of
 :data:`research.separation_search.OBJECTIVES`) chooses for that instead, into ``flow_search_<objective>.csv``
-and ``flow_selected_<objective>.json``. ``flow_errors.json`` says how far the predicted flows are from the true ones inside
-the true particles.
+and ``flow_selected_<objective>.json``. ``flow_errors.json`` says how far the predicted flows are from the true
+ones inside the true particles.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from research.separation_search import (
+    DEFAULT_OBJECTIVE,
     HeldOutPrediction,
     SearchResult,
     SeparationOutcome,
@@ -50,7 +51,6 @@ GRID: dict[str, tuple[Any, ...]] = {
     "overlap_threshold": (0.3, 0.4, 0.5),
     "within_mask": (False, True),
 }
-OBJECTIVE = "f1"
 
 
 def draw_and_match(item: HeldOutPrediction, **setting: Any) -> SeparationOutcome:
@@ -81,7 +81,7 @@ def search(predictions: Sequence[HeldOutPrediction], grid: dict[str, tuple[Any, 
     more the setting chosen for each fold on the other folds (:func:`~research.separation_search.ranked_result`)."""
     settings = grid_settings(grid)
     outcomes = [[draw_and_match(item, **setting) for item in predictions] for setting in tqdm(settings, desc="polygon search")]
-    return ranked_result(settings, outcomes, [item.fold for item in predictions], (OBJECTIVE,))
+    return ranked_result(settings, outcomes, [item.fold for item in predictions], (DEFAULT_OBJECTIVE,))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "probability on the background %.3f", *mean_rays.values(),
     )
     grid = {**GRID, "object_threshold": tuple(args.object_threshold), "overlap_threshold": tuple(args.overlap_threshold)}
-    write_result(search(predictions, grid), args.cv_dir / SEARCH_NAME, args.cv_dir / SELECTED_NAME, OBJECTIVE)
+    write_result(search(predictions, grid), args.cv_dir / SEARCH_NAME, args.cv_dir / SELECTED_NAME, DEFAULT_OBJECTIVE)
     return 0
 
 
